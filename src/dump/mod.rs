@@ -1,0 +1,615 @@
+//! The `query` dump method: an exact SQL dump built from ordinary read queries.
+//!
+//! Output order (every statement on its own line, none longer than D1's 100,000 bytes):
+//!
+//! 1. a header comment, then `PRAGMA defer_foreign_keys=TRUE;` (never BEGIN/COMMIT, which D1
+//!    refuses);
+//! 2. `CREATE TABLE` for every user table, parents before children, then
+//!    `CREATE VIRTUAL TABLE`;
+//! 3. the rows of each table (`INSERT INTO "t"(cols) VALUES(…)`, rowids kept, generated
+//!    columns left out), then virtual-table content (re-inserted, or `'rebuild'` for
+//!    external-content FTS);
+//! 4. `sqlite_sequence`;
+//! 5. indexes, views, triggers (an INSTEAD OF trigger therefore after its view).
+//!
+//! Pages are fetched one ahead: while a page is turned into SQL, the next is on the wire.
+
+pub mod paging;
+pub mod schema;
+pub mod sql;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::compress::Piece;
+use crate::source::{Page, Source, Value, is_memory_limit};
+use paging::{LongValue, PagePolicy, long_pieces_query, page_query, parse_long_marker};
+use schema::{RowKey, Schema, Table, TableKind, VirtualContent};
+use sql::{Cell, MAX_STATEMENT_BYTES, RowWriter, quote_ident, quote_str};
+
+/// Which tables and which parts go into a dump.
+#[derive(Debug, Clone, Default)]
+pub struct TableFilter {
+    /// Only these tables (by name, case-insensitive); `None` = all.
+    pub include: Option<Vec<String>>,
+    pub exclude: Vec<String>,
+}
+
+impl TableFilter {
+    pub fn keeps(&self, name: &str) -> bool {
+        let hit = |list: &[String]| list.iter().any(|n| n.eq_ignore_ascii_case(name));
+        self.include.as_ref().is_none_or(|inc| hit(inc)) && !hit(&self.exclude)
+    }
+
+    /// Names in the filter that are not tables of `schema`.
+    pub fn unknown_names(&self, schema: &Schema) -> Vec<String> {
+        let known: HashSet<String> = schema
+            .tables
+            .iter()
+            .map(|t| t.name.to_ascii_lowercase())
+            .collect();
+        self.include
+            .iter()
+            .flatten()
+            .chain(self.exclude.iter())
+            .filter(|n| !known.contains(&n.to_ascii_lowercase()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Dump settings.
+#[derive(Debug, Clone)]
+pub struct DumpOptions {
+    pub page: PagePolicy,
+    pub max_statement_bytes: usize,
+    /// Hand SQL to the compressor in chunks of about this size.
+    pub chunk_bytes: usize,
+    pub filter: TableFilter,
+    pub no_data: bool,
+    pub no_schema: bool,
+}
+
+impl Default for DumpOptions {
+    fn default() -> Self {
+        DumpOptions {
+            page: PagePolicy::default(),
+            max_statement_bytes: MAX_STATEMENT_BYTES,
+            chunk_bytes: 256 << 10,
+            filter: TableFilter::default(),
+            no_data: false,
+            no_schema: false,
+        }
+    }
+}
+
+/// Facts for the header comment.
+#[derive(Debug, Clone)]
+pub struct DumpHeader {
+    pub database_name: String,
+    pub database_id: String,
+    pub timestamp: String,
+    pub method: String,
+}
+
+/// Per-table result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TableStats {
+    pub name: String,
+    /// `table` or `virtual`.
+    pub kind: String,
+    pub rows: u64,
+}
+
+/// What a dump contained.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DumpStats {
+    pub tables: Vec<TableStats>,
+    pub table_count: usize,
+    pub row_count: u64,
+    pub statements: u64,
+    /// Rows written as INSERT + UPDATEs because they exceeded the statement limit.
+    pub split_rows: u64,
+    pub requests: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Where SQL text goes: buffered, handed on in chunks.
+struct Out<'a> {
+    buf: String,
+    tx: &'a mpsc::Sender<Piece>,
+    chunk: usize,
+    cancel: &'a CancellationToken,
+}
+
+impl Out<'_> {
+    fn line(&mut self, s: &str) {
+        self.buf.push_str(s);
+        self.buf.push('\n');
+    }
+
+    async fn maybe_flush(&mut self) -> Result<()> {
+        if self.buf.len() >= self.chunk {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let next = String::with_capacity(self.chunk + (1 << 16));
+        let data = Bytes::from(std::mem::replace(&mut self.buf, next).into_bytes());
+        tokio::select! {
+            r = self.tx.send(Piece::Data(data)) => r.map_err(|_| anyhow!(crate::PipelineClosed)),
+            _ = self.cancel.cancelled() => Err(anyhow!(crate::Cancelled)),
+        }
+    }
+}
+
+/// Read the schema and filter it. Unknown names in the filter are an error.
+pub async fn read_schema(source: &dyn Source, filter: &TableFilter) -> Result<Schema> {
+    let mut schema = schema::read(source).await?;
+    let unknown = filter.unknown_names(&schema);
+    if !unknown.is_empty() {
+        return Err(crate::config::InputError::new(
+            if filter
+                .include
+                .as_ref()
+                .is_some_and(|i| i.iter().any(|n| unknown.contains(n)))
+            {
+                "tables"
+            } else {
+                "exclude-tables"
+            },
+            format!(
+                "no such table{} in database {:?}: {}",
+                if unknown.len() > 1 { "s" } else { "" },
+                source.info().name,
+                unknown
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .into());
+    }
+    if filter.include.is_some() || !filter.exclude.is_empty() {
+        let all_tables: HashSet<String> = schema
+            .tables
+            .iter()
+            .map(|t| t.name.to_ascii_lowercase())
+            .collect();
+        schema.tables.retain(|t| filter.keeps(&t.name));
+        let kept: HashSet<String> = schema
+            .tables
+            .iter()
+            .map(|t| t.name.to_ascii_lowercase())
+            .collect();
+        let objects = std::mem::take(&mut schema.objects);
+        schema.objects = schema::filter_objects(objects, &all_tables, &kept);
+    }
+    Ok(schema)
+}
+
+/// Dump `source` as SQL into `tx`. Returns what was written.
+pub async fn dump(
+    source: Arc<dyn Source>,
+    schema: &Schema,
+    header: &DumpHeader,
+    opts: &DumpOptions,
+    tx: &mpsc::Sender<Piece>,
+    cancel: &CancellationToken,
+) -> Result<DumpStats> {
+    let mut out = Out {
+        buf: String::with_capacity(opts.chunk_bytes + (1 << 16)),
+        tx,
+        chunk: opts.chunk_bytes,
+        cancel,
+    };
+    let mut stats = DumpStats::default();
+    write_header(&mut out, header, opts);
+    out.line("PRAGMA defer_foreign_keys=TRUE;");
+    stats.statements += 1;
+
+    if !opts.no_schema {
+        for t in &schema.tables {
+            out.line(&format!("{};", t.sql));
+            stats.statements += 1;
+        }
+    }
+    for t in &schema.tables {
+        let kind = if t.is_virtual() { "virtual" } else { "table" };
+        let mut rows = 0;
+        if !opts.no_data {
+            match &t.kind {
+                TableKind::Virtual { module, content } => match content {
+                    VirtualContent::Internal => {
+                        rows = dump_rows(&source, t, schema.negative_zero, opts, &mut out, &mut stats).await?;
+                    }
+                    VirtualContent::External(from) => {
+                        // Rebuild from the content table once its rows are in. The row count
+                        // recorded is what the index reads from its content table.
+                        let q = quote_ident(&t.name);
+                        out.line(&format!("INSERT INTO {q}({q}) VALUES('rebuild');"));
+                        stats.statements += 1;
+                        rows = count_rows(source.as_ref(), &t.name).await?;
+                        stats.requests += 1;
+                        crate::log::debug(format!(
+                            "virtual table {:?} is rebuilt from {from:?} on restore",
+                            t.name
+                        ));
+                    }
+                    VirtualContent::Contentless => stats.warnings.push(format!(
+                        "virtual table {:?} is contentless (content=''): its definition is backed up, its index cannot be and restores empty",
+                        t.name
+                    )),
+                    VirtualContent::Unsupported => stats.warnings.push(format!(
+                        "virtual table {:?} uses module {module:?}: its definition is backed up, its rows are not",
+                        t.name
+                    )),
+                },
+                TableKind::Regular { .. } => {
+                    rows = dump_rows(&source, t, schema.negative_zero, opts, &mut out, &mut stats).await?;
+                }
+            }
+        }
+        stats.tables.push(TableStats {
+            name: t.name.clone(),
+            kind: kind.to_string(),
+            rows,
+        });
+        // Rows written to the dump (an external-content index writes none of its own).
+        if t.has_row_data() {
+            stats.row_count += rows;
+        }
+        out.maybe_flush().await?;
+    }
+    stats.table_count = schema.tables.len();
+
+    if schema.has_sqlite_sequence && !opts.no_data {
+        dump_sequence(source.as_ref(), schema, &mut out, &mut stats).await?;
+    }
+    if !opts.no_schema {
+        for o in &schema.objects {
+            out.line(&format!("{};", o.sql));
+            stats.statements += 1;
+        }
+    }
+    out.line(&format!(
+        "-- d1-backup: end of dump ({} tables, {} rows)",
+        stats.table_count, stats.row_count
+    ));
+    out.flush().await?;
+    Ok(stats)
+}
+
+fn write_header(out: &mut Out<'_>, h: &DumpHeader, opts: &DumpOptions) {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    };
+    out.line(&format!(
+        "-- d1-backup {} SQL dump of database \"{}\" ({})",
+        env!("CARGO_PKG_VERSION"),
+        clean(&h.database_name),
+        clean(&h.database_id)
+    ));
+    let mut parts = vec![
+        format!("taken {}", clean(&h.timestamp)),
+        format!("method {}", clean(&h.method)),
+    ];
+    if opts.no_data {
+        parts.push("schema only".into());
+    }
+    if opts.no_schema {
+        parts.push("data only".into());
+    }
+    out.line(&format!("-- {}", parts.join(", ")));
+    out.line("-- Restore: sqlite3 new.db < this.sql, or wrangler d1 execute <db> --remote --file this.sql");
+}
+
+/// Fetch one page, shrinking the page while D1 reports its memory limit.
+async fn fetch_page(
+    source: Arc<dyn Source>,
+    table: Arc<Table>,
+    after: Option<Vec<String>>,
+    mut limit: usize,
+    policy: PagePolicy,
+    negative_zero: bool,
+) -> Result<(Page, usize, u64)> {
+    let mut requests = 0;
+    loop {
+        let q = page_query(&table, after.as_deref(), limit, negative_zero);
+        requests += 1;
+        let cells = limit * (table.insert_columns().count() + 1);
+        match source
+            .page(&format!("read table {:?}", table.name), &q, cells)
+            .await
+        {
+            Ok(page) => return Ok((page, limit, requests)),
+            Err(e) if is_memory_limit(&e) => match policy.shrink(limit) {
+                Some(smaller) => {
+                    crate::log::debug(format!(
+                        "table {:?}: page of {limit} rows too large for D1, retrying with {smaller}",
+                        table.name
+                    ));
+                    limit = smaller;
+                }
+                None => {
+                    return Err(e.context(format!(
+                        "table {:?}: a single row is too large for D1 to return",
+                        table.name
+                    )));
+                }
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Dump the rows of one table; returns the row count.
+async fn dump_rows(
+    source: &Arc<dyn Source>,
+    table: &Table,
+    negative_zero: bool,
+    opts: &DumpOptions,
+    out: &mut Out<'_>,
+    stats: &mut DumpStats,
+) -> Result<u64> {
+    let writer = RowWriter::new(table, opts.max_statement_bytes);
+    let table = Arc::new(table.clone());
+    let rowid_key = matches!(table.key, RowKey::Rowid { .. });
+    let explicit = matches!(table.key, RowKey::Rowid { explicit: true, .. });
+    let policy = opts.page;
+    let mut limit = policy.initial_rows;
+    let mut pending = Some(tokio::spawn(fetch_page(
+        Arc::clone(source),
+        Arc::clone(&table),
+        None,
+        limit,
+        policy,
+        negative_zero,
+    )));
+    let mut count = 0u64;
+    while let Some(handle) = pending.take() {
+        if out.cancel.is_cancelled() {
+            handle.abort();
+            bail!(crate::Cancelled);
+        }
+        let (page, used_limit, requests) = handle.await.context("page fetch task failed")??;
+        stats.requests += requests;
+        let width = writer.width() + usize::from(rowid_key && !explicit);
+        page.check(width)
+            .map_err(|e| anyhow!("table {:?}: {e}", table.name))?;
+        // Ask for the next page before turning this one into SQL.
+        if page.len() >= used_limit {
+            let last = next_key(&table, &page.row(page.len() - 1))?;
+            limit = policy.next_limit(used_limit, page.len(), page.bytes());
+            crate::log::debug(format!(
+                "table {:?}: page of {} rows ({} bytes); next page {limit} rows",
+                table.name,
+                page.len(),
+                page.bytes()
+            ));
+            pending = Some(tokio::spawn(fetch_page(
+                Arc::clone(source),
+                Arc::clone(&table),
+                Some(last),
+                limit,
+                policy,
+                negative_zero,
+            )));
+        }
+        for r in 0..page.len() {
+            let texts = page.row(r);
+            let (key, values) = if rowid_key {
+                (
+                    Some(texts[0]),
+                    if explicit { &texts[..] } else { &texts[1..] },
+                )
+            } else {
+                (None, &texts[..])
+            };
+            let mut cells: Vec<Cell> = values.iter().map(|v| Cell::Lit(v)).collect();
+            let long: Vec<(usize, LongValue)> = values
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| parse_long_marker(v).map(|lv| (i, lv)))
+                .collect();
+            if !long.is_empty() {
+                fetch_long_values(
+                    source.as_ref(),
+                    &table,
+                    &writer,
+                    key,
+                    &mut cells,
+                    &long,
+                    explicit,
+                    &policy,
+                    stats,
+                )
+                .await?;
+            }
+            let outcome = writer.write(&mut out.buf, key, &cells)?;
+            stats.statements += outcome.statements as u64;
+            stats.split_rows += u64::from(outcome.split);
+            count += 1;
+            // Hand SQL on as it is made: a page turns into several times its size in SQL.
+            out.maybe_flush().await?;
+        }
+    }
+    Ok(count)
+}
+
+/// Read the long values of one row in pieces and put them into `cells` as raw bytes.
+/// Pieces are batched up to the page target; D1's memory-limit error halves the batch, then
+/// the piece size.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_long_values(
+    source: &dyn Source,
+    table: &Table,
+    writer: &RowWriter,
+    key: Option<&str>,
+    cells: &mut [Cell<'_>],
+    long: &[(usize, LongValue)],
+    explicit_rowid: bool,
+    policy: &PagePolicy,
+    stats: &mut DumpStats,
+) -> Result<()> {
+    // Indices in `long` count the explicit rowid; the query counts table columns.
+    let offset = usize::from(explicit_rowid);
+    let predicate = writer.row_predicate(key, cells)?;
+    let mut piece = LONG_PIECE_BYTES;
+    let mut per_query = (policy.target_bytes / (2 * piece)).max(1);
+    for (i, lv) in long {
+        let mut bytes = Vec::with_capacity(lv.len);
+        while bytes.len() < lv.len {
+            let pieces: Vec<(usize, usize)> = (0..per_query)
+                .map(|k| bytes.len() + k * piece)
+                .take_while(|off| *off < lv.len)
+                .map(|off| (off, piece.min(lv.len - off)))
+                .collect();
+            let q = long_pieces_query(table, i - offset, &pieces, &predicate);
+            stats.requests += 1;
+            let rows = match source
+                .query(&format!("read a long value of table {:?}", table.name), &q)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) if is_memory_limit(&e) => {
+                    if per_query > 1 {
+                        per_query /= 2;
+                    } else if piece > 4096 {
+                        piece /= 2;
+                    } else {
+                        return Err(e);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let row = rows.rows.first().with_context(|| {
+                format!(
+                    "table {:?}: a row vanished while its long values were read",
+                    table.name
+                )
+            })?;
+            for v in row {
+                let hexed = v.as_str().context("long value piece is not text")?;
+                bytes.extend(hex::decode(hexed).context("long value piece is not hex")?);
+            }
+            if pieces.iter().map(|p| p.1).sum::<usize>()
+                != row
+                    .iter()
+                    .map(|v| v.as_str().map_or(0, |s| s.len() / 2))
+                    .sum::<usize>()
+            {
+                bail!(
+                    "table {:?}: a long value changed while it was read",
+                    table.name
+                );
+            }
+        }
+        cells[*i] = Cell::Raw(if lv.text {
+            sql::Decoded::Text(bytes)
+        } else {
+            sql::Decoded::Blob(bytes)
+        });
+    }
+    Ok(())
+}
+
+/// Bytes per piece when reading long values (hex doubles it in the response).
+const LONG_PIECE_BYTES: usize = 512 * 1024;
+
+/// `SELECT count(*)` of a table.
+async fn count_rows(source: &dyn Source, table: &str) -> Result<u64> {
+    let rows = source
+        .query(
+            &format!("count rows of {table:?}"),
+            &format!("SELECT count(*) FROM {}", quote_ident(table)),
+        )
+        .await?;
+    rows.rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(Value::as_i64)
+        .map(|n| n as u64)
+        .with_context(|| format!("counting rows of {table:?}"))
+}
+
+/// The key literals of a row, for the next page's `WHERE`.
+fn next_key(table: &Table, row: &[&str]) -> Result<Vec<String>> {
+    match &table.key {
+        RowKey::Rowid { .. } => Ok(vec![row[0].to_string()]),
+        RowKey::PrimaryKey(idx) => {
+            let names: Vec<&str> = table.insert_columns().map(|c| c.name.as_str()).collect();
+            idx.iter()
+                .map(|&i| {
+                    let pos = names
+                        .iter()
+                        .position(|n| *n == table.columns[i].name)
+                        .ok_or_else(|| anyhow!("primary key column not selected"))?;
+                    if parse_long_marker(row[pos]).is_some() {
+                        bail!(
+                            "table {:?}: a primary key value is too long to dump",
+                            table.name
+                        );
+                    }
+                    Ok(sql::normalize_literal(row[pos]).into_owned())
+                })
+                .collect()
+        }
+    }
+}
+
+fn cell_text(v: &Value) -> Result<&str> {
+    match v {
+        Value::Text(s) => Ok(s),
+        other => bail!("expected an SQL literal from quote(), got {other:?}"),
+    }
+}
+
+async fn dump_sequence(
+    source: &dyn Source,
+    schema: &Schema,
+    out: &mut Out<'_>,
+    stats: &mut DumpStats,
+) -> Result<()> {
+    let rows = source
+        .query(
+            "read sqlite_sequence",
+            "SELECT name, quote(seq) FROM sqlite_sequence ORDER BY rowid",
+        )
+        .await?;
+    stats.requests += 1;
+    let kept: HashSet<String> = schema
+        .tables
+        .iter()
+        .map(|t| t.name.to_ascii_lowercase())
+        .collect();
+    for r in &rows.rows {
+        let Some(name) = r[0].as_str() else { continue };
+        if !kept.contains(&name.to_ascii_lowercase()) {
+            continue;
+        }
+        let seq = cell_text(&r[1])?;
+        let n = sql::normalize_literal(&quote_str(name)).into_owned();
+        out.line(&format!("DELETE FROM sqlite_sequence WHERE name={n};"));
+        out.line(&format!(
+            "INSERT INTO sqlite_sequence(name,seq) VALUES({n},{seq});"
+        ));
+        stats.statements += 2;
+    }
+    Ok(())
+}

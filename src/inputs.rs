@@ -1,0 +1,346 @@
+//! Where raw input values come from, and in which order they win.
+//!
+//! Every input has one name (the action input name, kebab-case) and is looked up in, from
+//! strongest to weakest:
+//! 1. a command-line flag of the same name (`--compression-level 5`);
+//! 2. the action input variable exactly as the runner sets it (`INPUT_COMPRESSION-LEVEL`,
+//!    upper-cased with its hyphens kept);
+//! 3. `D1_BACKUP_<NAME>` (upper-case, `-` → `_`), the generic CLI form;
+//! 4. the well-known aliases listed in [`INPUTS`] (`CLOUDFLARE_API_TOKEN`, the original
+//!    Worker design's `CF_API_TOKEN`, …), in the order listed.
+//!
+//! Empty (or all-whitespace) values count as unset: the runner exports every declared input,
+//! empty when the workflow did not set it. Environment variables are read with `envy`.
+//! Values are kept as strings here; [`crate::config`] turns them into typed configuration.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// One declared input.
+#[derive(Debug, Clone, Copy)]
+pub struct InputSpec {
+    pub name: &'static str,
+    /// Environment variable aliases, strongest first.
+    pub env: &'static [&'static str],
+    /// Never echo the value; register it as a secret.
+    pub secret: bool,
+    /// Default shown in `action.yml` (empty when there is none).
+    pub default: &'static str,
+    pub description: &'static str,
+}
+
+const fn input(
+    name: &'static str,
+    env: &'static [&'static str],
+    default: &'static str,
+    description: &'static str,
+) -> InputSpec {
+    InputSpec {
+        name,
+        env,
+        secret: false,
+        default,
+        description,
+    }
+}
+
+const fn secret(
+    name: &'static str,
+    env: &'static [&'static str],
+    description: &'static str,
+) -> InputSpec {
+    InputSpec {
+        name,
+        env,
+        secret: true,
+        default: "",
+        description,
+    }
+}
+
+/// Every input the tool understands. `action.yml` declares exactly these (a test checks it).
+pub const INPUTS: &[InputSpec] = &[
+    input(
+        "command",
+        &[],
+        "backup",
+        "What to do: `backup`, `list`, `prune`, `verify` or `restore`.",
+    ),
+    secret(
+        "api-token",
+        &["CLOUDFLARE_API_TOKEN", "CF_API_TOKEN"],
+        "Cloudflare API token with D1 read (and R2 object write, if the R2 keys are derived from it).",
+    ),
+    input(
+        "account-id",
+        &["CLOUDFLARE_ACCOUNT_ID", "CF_ACCOUNT_ID"],
+        "",
+        "Cloudflare account id (32 hex characters).",
+    ),
+    input(
+        "database",
+        &["D1_DATABASE", "DATABASE_URL"],
+        "",
+        "D1 database name or UUID. With `sqlite-file`, the name used in keys (default: the file name).",
+    ),
+    input(
+        "bucket",
+        &["R2_BUCKET", "BACKUP_BUCKET"],
+        "",
+        "R2 bucket the backup is written to.",
+    ),
+    input(
+        "r2-access-key-id",
+        &["R2_ACCESS_KEY_ID"],
+        "",
+        "R2 access key id. Leave both R2 keys empty to derive them from `api-token`.",
+    ),
+    secret(
+        "r2-secret-access-key",
+        &["R2_SECRET_ACCESS_KEY"],
+        "R2 secret access key. Leave both R2 keys empty to derive them from `api-token`.",
+    ),
+    input(
+        "r2-endpoint",
+        &["R2_ENDPOINT"],
+        "",
+        "S3 endpoint (default `https://<account-id>.r2.cloudflarestorage.com`; EU buckets need `https://<account-id>.eu.r2.cloudflarestorage.com`). Any S3-compatible server works.",
+    ),
+    input(
+        "prefix",
+        &[],
+        "",
+        "Key prefix put before `<database>/backup-….sql.zst` (include a trailing `/` for a folder).",
+    ),
+    input(
+        "compression-level",
+        &[],
+        "3",
+        "zstd level 1–22; `0` stores plain SQL.",
+    ),
+    input(
+        "compression-threads",
+        &[],
+        "auto",
+        "zstd worker threads: `auto` (one per CPU, at most 4) or a number; `0` compresses on the dump thread.",
+    ),
+    input(
+        "api-base-url",
+        &["CLOUDFLARE_API_BASE_URL"],
+        "https://api.cloudflare.com/client/v4",
+        "Cloudflare API base URL.",
+    ),
+    input(
+        "sqlite-file",
+        &[],
+        "",
+        "Back up a local SQLite file (e.g. the one `wrangler dev` keeps) instead of a D1 database.",
+    ),
+    input(
+        "output-dir",
+        &[],
+        "",
+        "Write backups to this local directory instead of R2.",
+    ),
+    input(
+        "s3-checksums",
+        &[],
+        "when-required",
+        "S3 request checksums: `when-required` (what R2 recommends) or `when-supported`.",
+    ),
+];
+
+/// Look up an input's spec by name.
+pub fn spec(name: &str) -> Option<&'static InputSpec> {
+    INPUTS.iter().find(|s| s.name == name)
+}
+
+/// Raw input values by input name, already merged by precedence. Unset inputs are absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawInputs {
+    values: BTreeMap<String, String>,
+}
+
+impl RawInputs {
+    /// Merge flags (strongest) with the given environment.
+    pub fn collect<I>(flags: &BTreeMap<String, String>, env: I) -> RawInputs
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let action = read_env_map(env.iter().cloned(), "INPUT_", false);
+        let generic = read_env_map(env.iter().cloned(), "D1_BACKUP_", true);
+        let plain = read_env_map(env.iter().cloned(), "", false);
+
+        let mut values = BTreeMap::new();
+        for spec in INPUTS {
+            let candidates = std::iter::once(flags.get(spec.name).cloned())
+                .chain(std::iter::once(action.get(spec.name).cloned()))
+                .chain(std::iter::once(generic.get(spec.name).cloned()))
+                .chain(
+                    spec.env
+                        .iter()
+                        .map(|alias| plain.get(&alias.to_ascii_lowercase()).cloned()),
+                );
+            if let Some(v) = candidates.flatten().find(|v| !v.trim().is_empty()) {
+                values.insert(spec.name.to_string(), v);
+            }
+        }
+        RawInputs { values }
+    }
+
+    /// Build directly from name/value pairs (tests, programmatic use).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> RawInputs {
+        let flags = pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        RawInputs::collect(&flags, std::iter::empty())
+    }
+
+    /// The value of an input, trimmed; `None` when unset or empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        debug_assert!(spec(name).is_some(), "undeclared input {name}");
+        self.values
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The value exactly as given (not trimmed): for multi-line inputs.
+    pub fn get_raw(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|v| v.as_str())
+    }
+
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.values.insert(name.to_string(), value.to_string());
+    }
+
+    /// Values of secret inputs, for registration with the redactor.
+    pub fn secret_values(&self) -> Vec<&str> {
+        INPUTS
+            .iter()
+            .filter(|s| s.secret)
+            .filter_map(|s| self.get(s.name))
+            .collect()
+    }
+}
+
+/// Read environment variables with `envy` into a map keyed by lower-case names with the
+/// prefix removed. With `dashes`, `_` in names becomes `-` (for `D1_BACKUP_*`).
+fn read_env_map<I>(env: I, prefix: &str, dashes: bool) -> HashMap<String, String>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let map: HashMap<String, String> = if prefix.is_empty() {
+        envy::from_iter(env).unwrap_or_default()
+    } else {
+        envy::prefixed(prefix).from_iter(env).unwrap_or_default()
+    };
+    map.into_iter()
+        .map(|(k, v)| {
+            let k = k.to_ascii_lowercase();
+            let k = if dashes { k.replace('_', "-") } else { k };
+            (k, v)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn precedence_flag_action_generic_alias() {
+        let e = env(&[
+            ("INPUT_API-TOKEN", "from-action"),
+            ("D1_BACKUP_API_TOKEN", "from-generic"),
+            ("CLOUDFLARE_API_TOKEN", "from-cloudflare"),
+            ("CF_API_TOKEN", "from-legacy"),
+        ]);
+        let none = BTreeMap::new();
+        assert_eq!(
+            RawInputs::collect(&none, e.clone()).get("api-token"),
+            Some("from-action")
+        );
+        let mut flags = BTreeMap::new();
+        flags.insert("api-token".to_string(), "from-flag".to_string());
+        assert_eq!(
+            RawInputs::collect(&flags, e.clone()).get("api-token"),
+            Some("from-flag")
+        );
+        assert_eq!(
+            RawInputs::collect(&none, e[2..].to_vec()).get("api-token"),
+            Some("from-cloudflare")
+        );
+        assert_eq!(
+            RawInputs::collect(&none, e[3..].to_vec()).get("api-token"),
+            Some("from-legacy")
+        );
+    }
+
+    #[test]
+    fn empty_action_inputs_fall_through_to_the_environment() {
+        // The runner exports every declared input, empty when unset.
+        let e = env(&[
+            ("INPUT_API-TOKEN", ""),
+            ("INPUT_BUCKET", "   "),
+            ("CLOUDFLARE_API_TOKEN", "tok123456"),
+            ("BACKUP_BUCKET", "legacy-bucket"),
+        ]);
+        let raw = RawInputs::collect(&BTreeMap::new(), e);
+        assert_eq!(raw.get("api-token"), Some("tok123456"));
+        assert_eq!(raw.get("bucket"), Some("legacy-bucket"));
+    }
+
+    #[test]
+    fn worker_design_names_are_understood() {
+        let e = env(&[
+            ("CF_ACCOUNT_ID", "acc"),
+            ("DATABASE_URL", "my-db"),
+            ("BACKUP_BUCKET", "b"),
+        ]);
+        let raw = RawInputs::collect(&BTreeMap::new(), e);
+        assert_eq!(raw.get("account-id"), Some("acc"));
+        assert_eq!(raw.get("database"), Some("my-db"));
+        assert_eq!(raw.get("bucket"), Some("b"));
+    }
+
+    #[test]
+    fn hyphenated_multi_word_inputs_map() {
+        let e = env(&[
+            ("INPUT_COMPRESSION-LEVEL", "7"),
+            ("D1_BACKUP_R2_ENDPOINT", "http://x"),
+        ]);
+        let raw = RawInputs::collect(&BTreeMap::new(), e);
+        assert_eq!(raw.get("compression-level"), Some("7"));
+        assert_eq!(raw.get("r2-endpoint"), Some("http://x"));
+    }
+
+    #[test]
+    fn the_readme_documents_every_input() {
+        let readme = include_str!("../README.md");
+        for spec in INPUTS {
+            assert!(
+                readme.contains(&format!("| `{}` |", spec.name)),
+                "README inputs table lacks `{}`",
+                spec.name
+            );
+            for env in spec.env {
+                assert!(readme.contains(env), "README does not mention {env}");
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_are_listed() {
+        let raw = RawInputs::from_pairs([("api-token", "tok-abcdef"), ("bucket", "b")]);
+        assert_eq!(raw.secret_values(), vec!["tok-abcdef"]);
+    }
+}

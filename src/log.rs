@@ -1,0 +1,97 @@
+//! Human-readable progress logging on stderr.
+//!
+//! Log lines can carry untrusted text (table names, server error messages). Two rules keep
+//! them from hijacking the Actions log: control characters are escaped so one message is
+//! always exactly one line, and a line that would start with `::` (a workflow command) is
+//! prefixed so the runner does not parse it. Secrets are redacted. stdout is reserved for
+//! workflow commands and the final JSON report.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::secrets::redact;
+
+static DEBUG: AtomicBool = AtomicBool::new(false);
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Enable debug lines (`RUNNER_DEBUG=1` or `--verbose`).
+pub fn set_debug(on: bool) {
+    DEBUG.store(on, Ordering::Relaxed);
+}
+
+/// Suppress info lines (errors and warnings still print).
+pub fn set_quiet(on: bool) {
+    QUIET.store(on, Ordering::Relaxed);
+}
+
+pub fn debug_enabled() -> bool {
+    DEBUG.load(Ordering::Relaxed)
+}
+
+/// Make a message safe to print as one log line.
+pub fn sanitize(msg: &str) -> String {
+    let redacted = redact(msg);
+    let mut out = String::with_capacity(redacted.len());
+    for c in redacted.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push(' '),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    if out.trim_start().starts_with("::") {
+        out.insert_str(0, "| ");
+    }
+    out
+}
+
+fn emit(prefix: &str, msg: &str) {
+    let line = sanitize(msg);
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{prefix}{line}");
+}
+
+pub fn info(msg: impl AsRef<str>) {
+    if !QUIET.load(Ordering::Relaxed) {
+        emit("", msg.as_ref());
+    }
+}
+
+pub fn warn(msg: impl AsRef<str>) {
+    emit("warning: ", msg.as_ref());
+    crate::action::warning_annotation("d1-backup", msg.as_ref());
+}
+
+pub fn error(msg: impl AsRef<str>) {
+    emit("error: ", msg.as_ref());
+}
+
+pub fn debug(msg: impl AsRef<str>) {
+    if debug_enabled() {
+        emit("debug: ", msg.as_ref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_message_is_one_line() {
+        assert_eq!(sanitize("a\nb\rc"), "a\\nb\\rc");
+        assert_eq!(sanitize("x\u{1b}[31m"), "x\\u{1b}[31m");
+    }
+
+    #[test]
+    fn workflow_commands_are_neutralised() {
+        assert_eq!(
+            sanitize("::set-output name=x::y"),
+            "| ::set-output name=x::y"
+        );
+        assert_eq!(sanitize("  ::add-mask::z"), "|   ::add-mask::z");
+        // A newline inside the message can no longer start a new command line.
+        assert!(!sanitize("ok\n::error::boom").contains('\n'));
+    }
+}

@@ -1,0 +1,5 @@
+//! The `d1-backup` binary: everything lives in the library; see `d1_backup::app`.
+
+fn main() -> std::process::ExitCode {
+    d1_backup::app::main_entry()
+}

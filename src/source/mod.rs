@@ -1,0 +1,73 @@
+//! Where a dump reads from: a D1 database over the REST API, or a local SQLite file.
+//!
+//! Both implement [`Source`], a deliberately small surface — run one read-only statement,
+//! get columns and rows back — so the dumper is the same code for both and the local path
+//! exercises exactly what runs against D1.
+
+pub mod d1;
+pub mod page;
+pub mod sqlite;
+pub mod stream;
+
+use async_trait::async_trait;
+
+pub use crate::d1::Value;
+pub use page::Page;
+
+/// What a source is.
+#[derive(Debug, Clone)]
+pub struct SourceInfo {
+    /// D1 UUID, or the file path for a local source.
+    pub id: String,
+    /// Database name (used in keys and reports).
+    pub name: String,
+    /// `d1` or `sqlite`.
+    pub kind: &'static str,
+    /// Size of the database file, when known (sizes multipart parts).
+    pub file_size: Option<u64>,
+}
+
+/// The result of one statement.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    /// Size of the response on the wire (or an estimate), used to size pages.
+    pub bytes: usize,
+}
+
+impl Rows {
+    /// Index of a column by name.
+    pub fn col(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+}
+
+/// A database that can be read with SQL.
+#[async_trait]
+pub trait Source: Send + Sync {
+    fn info(&self) -> &SourceInfo;
+
+    /// Run one read-only statement. Errors keep the server's message; a D1 memory-limit
+    /// error is an [`crate::d1::ApiError`] with `is_memory_limit()`.
+    async fn query(&self, operation: &str, sql: &str) -> anyhow::Result<Rows>;
+
+    /// Run one read-only statement whose every result cell is text (SQL literals), into a
+    /// compact [`Page`]. Used for the bulk of a dump. `cells_hint`: about how many cells
+    /// to expect (rows asked for × columns), so the page is sized once.
+    async fn page(&self, operation: &str, sql: &str, cells_hint: usize) -> anyhow::Result<Page>;
+
+    /// The point-in-time marker of the database (D1's Time Travel bookmark), if it has one.
+    async fn bookmark(&self) -> anyhow::Result<Option<String>>;
+
+    /// Whether all reads see one snapshot (a local read transaction does; REST pages do not).
+    fn is_snapshot(&self) -> bool;
+}
+
+/// True if the error (anywhere in its chain) is D1's "result too large" error.
+pub fn is_memory_limit(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<crate::d1::ApiError>()
+            .is_some_and(|a| a.is_memory_limit())
+    })
+}

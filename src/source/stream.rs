@@ -1,0 +1,550 @@
+//! Streaming decoder of D1 `/raw` responses into a [`Page`].
+//!
+//! A page is decoded while its body arrives, chunk by chunk: cells go straight into the
+//! page's arena, so the response body is never held whole (a page never exists twice in
+//! memory) and the bytes are read once. The decoder is a small JSON lexer that tracks the
+//! path of each value and keeps only what a dump needs:
+//!
+//! * `result[0].results.rows[r][c]` — the cells (strings: SQL literals);
+//! * `result[0].results.columns[i]` — the column count;
+//! * `success` and `errors[i].code/message` — the envelope verdict.
+//!
+//! Everything else is lexed and skipped. A body that ends early or is not JSON is an error.
+
+use super::Page;
+
+/// One step of the path to the current value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Object: a key or `}`.
+    KeyOrEnd,
+    /// Object: `:` after a key.
+    Colon,
+    /// A value (object member or array element; in arrays `]` is also allowed when empty).
+    Value,
+    /// After a value: `,` or the closing bracket.
+    CommaOrEnd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Object,
+    Array,
+}
+
+#[derive(Debug)]
+struct Frame {
+    kind: Kind,
+    expect: Expect,
+    /// The segment of the value being parsed in this container.
+    seg: Option<Seg>,
+    count: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    Between,
+    /// Inside a string; `key` if it is an object key.
+    Str {
+        key: bool,
+    },
+    /// After a backslash in a string.
+    Escape {
+        key: bool,
+    },
+    /// In `\uXXXX`: digits read so far and their value.
+    Unicode {
+        key: bool,
+        digits: u8,
+        value: u32,
+    },
+    /// Inside a number or literal.
+    Scalar,
+}
+
+/// What a decoded response said.
+#[derive(Debug, Default, PartialEq)]
+pub struct Decoded {
+    pub page: Page,
+    pub success: Option<bool>,
+    pub errors: Vec<(Option<i64>, String)>,
+}
+
+/// Incremental decoder; feed it chunks, then call [`PageDecoder::finish`].
+#[derive(Debug)]
+pub struct PageDecoder {
+    stack: Vec<Frame>,
+    lex: Lex,
+    scratch: Vec<u8>,
+    /// A pending high surrogate from `\uD8xx`.
+    high_surrogate: Option<u32>,
+    columns: usize,
+    row_cells: usize,
+    out: Decoded,
+    root_done: bool,
+    /// Error entry being collected: (code, message).
+    error: (Option<i64>, Option<String>),
+}
+
+impl Default for PageDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PageDecoder {
+    pub fn new() -> PageDecoder {
+        Self::with_capacity(0)
+    }
+
+    /// A decoder expecting about `cells` cells (avoids growing the index as it fills).
+    pub fn with_capacity(cells: usize) -> PageDecoder {
+        let mut out = Decoded::default();
+        out.page.reserve_cells(cells);
+        PageDecoder {
+            stack: Vec::new(),
+            lex: Lex::Between,
+            scratch: Vec::new(),
+            high_surrogate: None,
+            columns: 0,
+            row_cells: 0,
+            out,
+            root_done: false,
+            error: (None, None),
+        }
+    }
+
+    /// Feed the next chunk of the body.
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), String> {
+        let mut i = 0;
+        while i < data.len() {
+            match self.lex {
+                Lex::Str { key } => {
+                    // Copy the plain run up to the next quote or backslash in one go.
+                    let rest = &data[i..];
+                    match rest.iter().position(|&b| b == b'"' || b == b'\\') {
+                        None => {
+                            self.scratch.extend_from_slice(rest);
+                            i = data.len();
+                        }
+                        Some(p) => {
+                            self.scratch.extend_from_slice(&rest[..p]);
+                            i += p + 1;
+                            if rest[p] == b'"' {
+                                self.lex = Lex::Between;
+                                self.end_string(key)?;
+                            } else {
+                                self.lex = Lex::Escape { key };
+                            }
+                        }
+                    }
+                }
+                Lex::Escape { key } => {
+                    let c = data[i];
+                    i += 1;
+                    let decoded = match c {
+                        b'"' => Some(b'"'),
+                        b'\\' => Some(b'\\'),
+                        b'/' => Some(b'/'),
+                        b'b' => Some(8),
+                        b'f' => Some(12),
+                        b'n' => Some(b'\n'),
+                        b'r' => Some(b'\r'),
+                        b't' => Some(b'\t'),
+                        b'u' => None,
+                        other => return Err(format!("invalid escape \\{}", other as char)),
+                    };
+                    match decoded {
+                        Some(b) => {
+                            self.flush_surrogate();
+                            self.scratch.push(b);
+                            self.lex = Lex::Str { key };
+                        }
+                        None => {
+                            self.lex = Lex::Unicode {
+                                key,
+                                digits: 0,
+                                value: 0,
+                            }
+                        }
+                    }
+                }
+                Lex::Unicode { key, digits, value } => {
+                    let c = data[i];
+                    i += 1;
+                    let d = (c as char)
+                        .to_digit(16)
+                        .ok_or_else(|| format!("invalid \\u escape digit {:?}", c as char))?;
+                    let value = value * 16 + d;
+                    if digits + 1 < 4 {
+                        self.lex = Lex::Unicode {
+                            key,
+                            digits: digits + 1,
+                            value,
+                        };
+                    } else {
+                        self.push_code_unit(value);
+                        self.lex = Lex::Str { key };
+                    }
+                }
+                Lex::Scalar => {
+                    let c = data[i];
+                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+                        self.lex = Lex::Between;
+                        self.end_scalar()?;
+                        // The delimiter is handled in the Between state.
+                    } else {
+                        self.scratch.push(c);
+                        i += 1;
+                    }
+                }
+                Lex::Between => {
+                    let c = data[i];
+                    i += 1;
+                    self.between(c)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The body ended: the decoded result, or an error if it was incomplete.
+    pub fn finish(mut self) -> Result<Decoded, String> {
+        if self.lex == Lex::Scalar && self.stack.is_empty() {
+            self.lex = Lex::Between;
+            self.end_scalar()?;
+        }
+        if !self.root_done || !self.stack.is_empty() || self.lex != Lex::Between {
+            return Err("the response ended before the JSON was complete".into());
+        }
+        let rows_width = self.out.page.width();
+        if self.out.page.len_cells() == 0 {
+            self.out.page.set_width(self.columns);
+        } else if self.columns != 0 && rows_width != self.columns {
+            return Err(format!(
+                "rows have {rows_width} cells but there are {} columns",
+                self.columns
+            ));
+        }
+        Ok(self.out)
+    }
+
+    fn between(&mut self, c: u8) -> Result<(), String> {
+        match c {
+            b' ' | b'\n' | b'\r' | b'\t' => return Ok(()),
+            _ if self.root_done => return Err("data after the end of the JSON value".into()),
+            _ => {}
+        }
+        let expect = self.stack.last().map(|f| f.expect).unwrap_or(Expect::Value);
+        match (expect, c) {
+            (Expect::KeyOrEnd, b'"') => {
+                self.scratch.clear();
+                self.lex = Lex::Str { key: true };
+            }
+            (Expect::KeyOrEnd, b'}') => self.close(Kind::Object)?,
+            (Expect::Colon, b':') => self.set_expect(Expect::Value),
+            (Expect::Value, b']') if self.in_empty_array() => self.close(Kind::Array)?,
+            (Expect::Value, _) => self.start_value(c)?,
+            (Expect::CommaOrEnd, b',') => {
+                let frame = self.stack.last_mut().ok_or("unexpected ','")?;
+                frame.count += 1;
+                match frame.kind {
+                    Kind::Object => frame.expect = Expect::KeyOrEnd,
+                    Kind::Array => {
+                        frame.expect = Expect::Value;
+                        frame.seg = Some(Seg::Index(frame.count));
+                    }
+                }
+            }
+            (Expect::CommaOrEnd, b'}') => self.close(Kind::Object)?,
+            (Expect::CommaOrEnd, b']') => self.close(Kind::Array)?,
+            (e, c) => return Err(format!("unexpected {:?} (expected {e:?})", c as char)),
+        }
+        Ok(())
+    }
+
+    fn in_empty_array(&self) -> bool {
+        self.stack
+            .last()
+            .is_some_and(|f| f.kind == Kind::Array && f.count == 0)
+    }
+
+    fn set_expect(&mut self, e: Expect) {
+        if let Some(f) = self.stack.last_mut() {
+            f.expect = e;
+        }
+    }
+
+    fn start_value(&mut self, c: u8) -> Result<(), String> {
+        match c {
+            b'{' | b'[' => {
+                let kind = if c == b'{' { Kind::Object } else { Kind::Array };
+                if kind == Kind::Array && self.path_is(&[P::Rows]) {
+                    self.row_cells = 0;
+                }
+                self.stack.push(Frame {
+                    kind,
+                    expect: if kind == Kind::Object {
+                        Expect::KeyOrEnd
+                    } else {
+                        Expect::Value
+                    },
+                    seg: if kind == Kind::Array {
+                        Some(Seg::Index(0))
+                    } else {
+                        None
+                    },
+                    count: 0,
+                });
+            }
+            b'"' => {
+                self.scratch.clear();
+                self.lex = Lex::Str { key: false };
+            }
+            b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+                self.scratch.clear();
+                self.scratch.push(c);
+                self.lex = Lex::Scalar;
+            }
+            other => return Err(format!("unexpected {:?}", other as char)),
+        }
+        Ok(())
+    }
+
+    /// A complete value was read in the current container.
+    fn value_done(&mut self) {
+        match self.stack.last_mut() {
+            Some(f) => f.expect = Expect::CommaOrEnd,
+            None => self.root_done = true,
+        }
+    }
+
+    fn close(&mut self, kind: Kind) -> Result<(), String> {
+        let frame = self.stack.pop().ok_or("unbalanced bracket")?;
+        if frame.kind != kind {
+            return Err("mismatched brackets".into());
+        }
+        if kind == Kind::Array && self.path_is(&[P::Rows]) {
+            // A row ended: all rows must have the same number of cells.
+            self.check_row_width()?;
+        }
+        if kind == Kind::Object && self.path_is(&[P::ErrorsItem]) {
+            let (code, message) = std::mem::take(&mut self.error);
+            self.out.errors.push((code, message.unwrap_or_default()));
+        }
+        self.value_done();
+        Ok(())
+    }
+
+    fn check_row_width(&mut self) -> Result<(), String> {
+        let w = self.out.page.width();
+        if w == 0 && self.out.page.len_cells() == self.row_cells {
+            self.out.page.set_width(self.row_cells);
+        } else if self.row_cells != w {
+            return Err(format!("a row has {} cells, others {w}", self.row_cells));
+        }
+        Ok(())
+    }
+
+    fn end_string(&mut self, key: bool) -> Result<(), String> {
+        self.flush_surrogate();
+        let s = std::str::from_utf8(&self.scratch).map_err(|e| format!("invalid UTF-8: {e}"))?;
+        if key {
+            let frame = self.stack.last_mut().ok_or("key outside an object")?;
+            frame.seg = Some(Seg::Key(s.to_string()));
+            frame.expect = Expect::Colon;
+            return Ok(());
+        }
+        if self.path_is(&[P::Cell]) {
+            let s = std::str::from_utf8(&self.scratch).map_err(|e| e.to_string())?;
+            self.out.page.push(s);
+            self.row_cells += 1;
+        } else if self.path_is(&[P::Column]) {
+            self.columns += 1;
+        } else if self.path_is(&[P::ErrorMessage]) {
+            self.error.1 = Some(s.to_string());
+        } else if self.path_is(&[P::Success]) {
+            return Err("`success` is not a boolean".into());
+        } else if self.path_is(&[P::Rows]) {
+            return Err("a row is not an array of strings".into());
+        }
+        self.value_done();
+        Ok(())
+    }
+
+    fn end_scalar(&mut self) -> Result<(), String> {
+        let text = std::str::from_utf8(&self.scratch).map_err(|e| e.to_string())?;
+        let valid = matches!(text, "true" | "false" | "null") || text.parse::<f64>().is_ok();
+        if !valid {
+            return Err(format!("invalid literal {text:?}"));
+        }
+        if self.path_is(&[P::Success]) {
+            self.out.success = Some(text == "true");
+        } else if self.path_is(&[P::ErrorCode]) {
+            self.error.0 = text.parse::<f64>().ok().map(|f| f as i64);
+        } else if self.path_is(&[P::Cell]) {
+            return Err(format!("expected an SQL literal string, got {text}"));
+        }
+        self.value_done();
+        Ok(())
+    }
+
+    /// Append a UTF-16 code unit from `\uXXXX`, pairing surrogates.
+    fn push_code_unit(&mut self, unit: u32) {
+        match (self.high_surrogate.take(), unit) {
+            (Some(hi), 0xDC00..=0xDFFF) => {
+                let c = 0x10000 + ((hi - 0xD800) << 10) + (unit - 0xDC00);
+                self.push_char(char::from_u32(c).unwrap_or('\u{FFFD}'));
+            }
+            (prev, 0xD800..=0xDBFF) => {
+                if prev.is_some() {
+                    self.push_char('\u{FFFD}');
+                }
+                self.high_surrogate = Some(unit);
+            }
+            (prev, u) => {
+                if prev.is_some() {
+                    self.push_char('\u{FFFD}');
+                }
+                self.push_char(char::from_u32(u).unwrap_or('\u{FFFD}'));
+            }
+        }
+    }
+
+    fn flush_surrogate(&mut self) {
+        if self.high_surrogate.take().is_some() {
+            self.push_char('\u{FFFD}');
+        }
+    }
+
+    fn push_char(&mut self, c: char) {
+        let mut buf = [0u8; 4];
+        self.scratch
+            .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    }
+
+    /// Does the current value sit at one of the interesting places?
+    fn path_is(&self, places: &[P]) -> bool {
+        places.iter().any(|p| p.matches(&self.stack))
+    }
+}
+
+/// Places in the response we care about.
+#[derive(Debug, Clone, Copy)]
+enum P {
+    Success,
+    ErrorsItem,
+    ErrorCode,
+    ErrorMessage,
+    Column,
+    /// An element of the `rows` array (a row).
+    Rows,
+    /// An element of a row (a cell).
+    Cell,
+}
+
+impl P {
+    fn matches(self, stack: &[Frame]) -> bool {
+        let segs: Vec<Option<&Seg>> = stack.iter().map(|f| f.seg.as_ref()).collect();
+        let key = |s: Option<&Seg>, k: &str| matches!(s, Some(Seg::Key(x)) if x == k);
+        let first_result = |s: &[Option<&Seg>]| {
+            key(s[0], "result") && matches!(s[1], Some(Seg::Index(0))) && key(s[2], "results")
+        };
+        match self {
+            P::Success => segs.len() == 1 && key(segs[0], "success"),
+            P::ErrorsItem => segs.len() == 2 && key(segs[0], "errors"),
+            P::ErrorCode => segs.len() == 3 && key(segs[0], "errors") && key(segs[2], "code"),
+            P::ErrorMessage => segs.len() == 3 && key(segs[0], "errors") && key(segs[2], "message"),
+            P::Column => segs.len() == 5 && first_result(&segs) && key(segs[3], "columns"),
+            P::Rows => segs.len() == 5 && first_result(&segs) && key(segs[3], "rows"),
+            P::Cell => segs.len() == 6 && first_result(&segs) && key(segs[3], "rows"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_in_chunks(body: &[u8], chunk: usize) -> Result<Decoded, String> {
+        let mut d = PageDecoder::new();
+        for c in body.chunks(chunk.max(1)) {
+            d.feed(c)?;
+        }
+        d.finish()
+    }
+
+    const BODY: &str = r#"{"result":[{"results":{"columns":["quote(k)","c0"],"rows":[["1","'a\"b\\n\u00e9\ud83d\ude00'"],["2","X'00'"],["3","NULL"]]},"success":true,"meta":{"duration":0.1,"rows_read":3}}],"errors":[],"messages":[],"success":true}"#;
+
+    #[test]
+    fn decodes_cells_at_every_chunk_split() {
+        let whole = decode_in_chunks(BODY.as_bytes(), BODY.len()).unwrap();
+        assert_eq!(whole.success, Some(true));
+        assert_eq!(whole.page.width(), 2);
+        assert_eq!(whole.page.len(), 3);
+        assert_eq!(whole.page.row(0), vec!["1", "'a\"b\\né😀'"]);
+        assert_eq!(whole.page.row(2), vec!["3", "NULL"]);
+        for chunk in 1..40 {
+            assert_eq!(
+                decode_in_chunks(BODY.as_bytes(), chunk).unwrap(),
+                whole,
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn agrees_with_serde_json() {
+        let rows: Vec<Vec<String>> = (0..200)
+            .map(|i| vec![i.to_string(), format!("'{}\u{1}\t\"\\'", "x".repeat(i % 7))])
+            .collect();
+        let body = serde_json::json!({"result":[{"results":{"columns":["a","b"],"rows":rows},"success":true}],"success":true,"errors":[],"messages":[]}).to_string();
+        let d = decode_in_chunks(body.as_bytes(), 7).unwrap();
+        let p: Page =
+            serde_json::from_value(serde_json::json!({"columns":["a","b"],"rows":rows})).unwrap();
+        assert_eq!(d.page, p);
+    }
+
+    #[test]
+    fn envelope_failures_and_errors() {
+        let body = r#"{"result":null,"success":false,"errors":[{"code":7500,"message":"D1 DB reset because its code was updated."}],"messages":[]}"#;
+        let d = decode_in_chunks(body.as_bytes(), 3).unwrap();
+        assert_eq!(d.success, Some(false));
+        assert_eq!(
+            d.errors,
+            vec![(
+                Some(7500),
+                "D1 DB reset because its code was updated.".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn empty_results_keep_the_width() {
+        let body = r#"{"result":[{"results":{"columns":["a","b","c"],"rows":[]},"success":true}],"success":true}"#;
+        let d = decode_in_chunks(body.as_bytes(), 5).unwrap();
+        assert_eq!((d.page.len(), d.page.width()), (0, 3));
+    }
+
+    #[test]
+    fn rejects_broken_bodies() {
+        let truncated = &BODY[..BODY.len() / 2];
+        assert!(decode_in_chunks(truncated.as_bytes(), 4).is_err());
+        for bad in [
+            "upstream connect error",
+            "<html>502</html>",
+            r#"{"result":[{"results":{"columns":["a"],"rows":[[1]]}}],"success":true}"#,
+            r#"{"result":[{"results":{"columns":["a","b"],"rows":[["1","2"],["3"]]}}],"success":true}"#,
+            r#"{"success":true} x"#,
+            r#"{"a":tru}"#,
+        ] {
+            assert!(decode_in_chunks(bad.as_bytes(), 3).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the product against the fake D1 (real SQLite behind it) and a real S3
+//! server (SeaweedFS), run as a subprocess exactly as users and the Actions runner run it.
+
+mod support;
+
+mod action_env;
+mod inputs;
+mod local;
+mod roundtrip;
+mod secrets;
+mod store_suite;

@@ -18,7 +18,7 @@ use crate::backup::{self, BackupJob};
 use crate::compress::Compression;
 use crate::config::{ApiConfig, BackupConfig, InputError, R2Keys, SourceConfig, StoreConfig};
 use crate::d1::{Budget, ClientOptions, D1Client};
-use crate::dump::DumpOptions;
+use crate::dump::{DumpOptions, TableFilter};
 use crate::inputs::{INPUTS, RawInputs};
 use crate::source::Source;
 use crate::source::d1::D1Source;
@@ -211,7 +211,18 @@ async fn run_backup(raw: &RawInputs, cancel: &CancellationToken) -> u8 {
         let job = BackupJob {
             prefix: cfg.prefix.clone(),
             compression: Compression::new(cfg.compression_level, cfg.compression_threads),
-            dump: DumpOptions::default(),
+            dump: DumpOptions {
+                filter: TableFilter {
+                    include: cfg.selection.tables.clone(),
+                    exclude: cfg.selection.exclude_tables.clone(),
+                },
+                no_data: cfg.selection.no_data,
+                no_schema: cfg.selection.no_schema,
+                ..DumpOptions::default()
+            },
+            method: cfg.method,
+            export_timeout: cfg.export_timeout,
+            consistency_retries: cfg.consistency_retries,
         };
         let manifest = backup::run(source, Arc::clone(&store), &job, cancel).await?;
         Ok::<_, anyhow::Error>((manifest, bucket))

@@ -1,27 +1,34 @@
 //! The backup command: dump → compress → store → manifest.
 //!
-//! Reads the schema (failing early on unknown table filters), streams the dump through the
-//! pipeline into a new object, then writes the manifest that marks the backup complete. If
-//! the manifest cannot be written the object is deleted again, so no backup is ever left
-//! looking complete when it is not.
+//! Reads the schema first (failing early on unknown table filters, and on virtual tables
+//! before any export is started), then streams the SQL through the pipeline into a new
+//! object and writes the manifest that marks the backup complete. If the manifest cannot be
+//! written the object is deleted again, so nothing is left looking complete when it is not.
+//!
+//! Consistency: an `export` is one snapshot at its `at_bookmark`. A `query` dump spans many
+//! requests, so the Time Travel bookmark is read before and after; if it moved, the database
+//! changed during the dump, the upload is aborted and the dump redone, up to
+//! `consistency-retries` times; after that the backup is kept and marked `consistent: false`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::compress::Compression;
-use crate::dump::{self, DumpHeader, DumpOptions};
+use crate::config::{InputError, Method};
+use crate::dump::schema::Schema;
+use crate::dump::{self, DumpHeader, DumpOptions, TableStats};
 use crate::manifest::{
     self, DatabaseRef, Digest, DumpSelection, Manifest, ObjectMetadata, Timings, rfc3339,
 };
-use crate::pipeline::{self, Target};
+use crate::pipeline::{self, Streamed, Target};
 use crate::source::Source;
 use crate::store::parts::plan_part_size;
 use crate::store::{ObjectMeta, ObjectStore};
-use crate::{config, log};
+use crate::{config, export, log};
 
 /// What to back up and how.
 #[derive(Debug, Clone)]
@@ -29,6 +36,28 @@ pub struct BackupJob {
     pub prefix: String,
     pub compression: Compression,
     pub dump: DumpOptions,
+    pub method: Method,
+    pub export_timeout: Duration,
+    pub consistency_retries: u32,
+}
+
+/// The database changed while a `query` dump was read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the database changed during the dump (bookmark {before} → {after})")]
+struct Inconsistent {
+    before: String,
+    after: String,
+}
+
+/// What one dump attempt produced, whatever the method.
+struct Produced {
+    tables: Vec<TableStats>,
+    row_count: u64,
+    requests: u64,
+    warnings: Vec<String>,
+    bookmark: Option<String>,
+    consistent: bool,
+    export_seconds: Option<f64>,
 }
 
 /// Back up `source` into `store`; returns the manifest that was written.
@@ -38,64 +67,152 @@ pub async fn run(
     job: &BackupJob,
     cancel: &CancellationToken,
 ) -> Result<Manifest> {
-    let started = Utc::now();
-    let clock = Instant::now();
     let info = source.info().clone();
-    let db_name = config::sanitize_name(&info.name);
-    let key = manifest::backup_key(&job.prefix, &db_name, started, job.compression.extension());
-    let timestamp = rfc3339(started);
     log::info(format!(
-        "Backing up {} database {:?} to {} as {key}",
+        "Backing up {} database {:?} to {} (method {})",
         info.kind,
         info.name,
-        store.describe()
+        store.describe(),
+        job.method.as_str()
     ));
-
     let schema = dump::read_schema(source.as_ref(), &job.dump.filter).await?;
-    let table_count = schema.tables.len();
+    if job.method == Method::Export {
+        export::preflight(&schema)?;
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let last = attempt > job.consistency_retries;
+        match attempt_backup(&source, &store, job, &schema, last, cancel).await {
+            Err(e) if !last && e.chain().any(|c| c.is::<Inconsistent>()) => {
+                log::warn(format!(
+                    "{e:#}; retrying ({attempt} of {} retries)",
+                    job.consistency_retries
+                ));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn attempt_backup(
+    source: &Arc<dyn Source>,
+    store: &Arc<dyn ObjectStore>,
+    job: &BackupJob,
+    schema: &Schema,
+    last_attempt: bool,
+    cancel: &CancellationToken,
+) -> Result<Manifest> {
+    let info = source.info().clone();
+    let clock = Instant::now();
+    let started = Utc::now();
+    let timestamp = rfc3339(started);
+    let key = manifest::backup_key(
+        &job.prefix,
+        &config::sanitize_name(&info.name),
+        started,
+        job.compression.extension(),
+    );
+
+    // What is known before the data flows goes into the object metadata.
+    let (bookmark_before, export_done) = match job.method {
+        Method::Query => (read_bookmark(source.as_ref()).await, None),
+        Method::Export => {
+            let d1 = source
+                .as_d1()
+                .ok_or_else(|| InputError::new("method", "`export` needs a D1 database"))?;
+            let done = export::start(d1, schema, &job.dump, job.export_timeout, cancel).await?;
+            (Some(done.bookmark.clone()), Some(done))
+        }
+    };
     let meta = ObjectMeta {
         content_type: job.compression.content_type().to_string(),
         metadata: ObjectMetadata {
             timestamp: &timestamp,
-            table_count,
+            table_count: schema.tables.len(),
             database_id: &info.id,
             database_name: &info.name,
-            method: "query",
+            method: job.method.as_str(),
             compression: job.compression.name(),
-            bookmark: None,
+            bookmark: bookmark_before.as_deref(),
             encryption: None,
         }
         .to_map(),
     };
-    let header = DumpHeader {
-        database_name: info.name.clone(),
-        database_id: info.id.clone(),
-        timestamp: timestamp.clone(),
-        method: "query".into(),
-    };
     let target = Target {
-        store: Arc::clone(&store),
+        store: Arc::clone(store),
         key: &key,
         meta: &meta,
         part_size: plan_part_size(info.file_size.map(|s| s.saturating_mul(3))),
         compression: job.compression,
         wrap: None,
     };
-    let streamed = pipeline::stream_to_store(target, cancel, |tx| {
-        let source = Arc::clone(&source);
-        let schema = &schema;
-        let header = &header;
-        let opts = &job.dump;
-        async move { dump::dump(source, schema, header, opts, &tx, cancel).await }
-    })
-    .await
+    log::info(format!("Writing {key}"));
+    let streamed: Streamed<Produced> = match (&export_done, job.method) {
+        (Some(done), _) => {
+            let d1 = source.as_d1().ok_or_else(|| anyhow!("export source is not D1"))?;
+            pipeline::stream_to_store(target, cancel, |tx| async move {
+                let out = export::download(d1, done, schema, &tx, cancel).await?;
+                Ok(Produced {
+                    tables: out.tables,
+                    row_count: out.row_count,
+                    requests: 0,
+                    warnings: Vec::new(),
+                    bookmark: Some(out.bookmark),
+                    consistent: true,
+                    export_seconds: Some(out.blocked_seconds),
+                })
+            })
+            .await
+        }
+        (None, _) => {
+            let header = DumpHeader {
+                database_name: info.name.clone(),
+                database_id: info.id.clone(),
+                timestamp: timestamp.clone(),
+                method: job.method.as_str().into(),
+            };
+            let before = bookmark_before.clone();
+            pipeline::stream_to_store(target, cancel, |tx| async move {
+                let stats =
+                    dump::dump(Arc::clone(source), schema, &header, &job.dump, &tx, cancel).await?;
+                let after = read_bookmark(source.as_ref()).await;
+                let consistent = source.is_snapshot() || (before.is_some() && before == after);
+                if !consistent && !last_attempt && before.is_some() && after.is_some() {
+                    return Err(anyhow!(Inconsistent {
+                        before: before.clone().unwrap_or_default(),
+                        after: after.unwrap_or_default(),
+                    }));
+                }
+                let mut warnings = stats.warnings.clone();
+                if !consistent && !source.is_snapshot() {
+                    warnings.push(match (&before, &after) {
+                        (Some(b), Some(a)) => format!(
+                            "the database changed while it was dumped (bookmark {b} → {a}) and kept changing through {} retries: this backup is not one point in time; use `method: export` for a snapshot, or back up at a quieter time",
+                            job.consistency_retries
+                        ),
+                        _ => "the Time Travel bookmark could not be read, so this backup's consistency is unknown".to_string(),
+                    });
+                }
+                Ok(Produced {
+                    tables: stats.tables,
+                    row_count: stats.row_count,
+                    requests: stats.requests + 2,
+                    warnings,
+                    bookmark: before.clone(),
+                    consistent,
+                    export_seconds: None,
+                })
+            })
+            .await
+        }
+    }
     .with_context(|| format!("backup of {:?} failed", info.name))?;
-    let stats = streamed.produced;
-    for w in &stats.warnings {
+    let produced = &streamed.produced;
+    for w in &produced.warnings {
         log::warn(w);
     }
 
-    let finished = Utc::now();
     let manifest = Manifest {
         format: Manifest::FORMAT,
         tool: "d1-backup".into(),
@@ -107,7 +224,7 @@ pub async fn run(
             source: info.kind.into(),
         },
         timestamp: timestamp.clone(),
-        method: "query".into(),
+        method: job.method.as_str().into(),
         compression: job.compression.name().into(),
         compression_level: job.compression.level,
         encryption: None,
@@ -119,11 +236,11 @@ pub async fn run(
             size: streamed.stream.sql_bytes,
             sha256: streamed.stream.sql_sha256.clone(),
         },
-        table_count: stats.table_count,
-        row_count: stats.row_count,
-        tables: stats.tables.clone(),
-        bookmark: None,
-        consistent: source.is_snapshot().then_some(true),
+        table_count: schema.tables.len(),
+        row_count: produced.row_count,
+        tables: produced.tables.clone(),
+        bookmark: produced.bookmark.clone(),
+        consistent: Some(produced.consistent),
         selection: DumpSelection {
             tables: job.dump.filter.include.clone(),
             exclude_tables: job.dump.filter.exclude.clone(),
@@ -132,12 +249,12 @@ pub async fn run(
         },
         timings: Timings {
             started_at: timestamp,
-            finished_at: rfc3339(finished),
+            finished_at: rfc3339(Utc::now()),
             total_ms: clock.elapsed().as_millis() as u64,
-            export_seconds: None,
+            export_seconds: produced.export_seconds,
         },
-        requests: stats.requests,
-        warnings: stats.warnings.clone(),
+        requests: produced.requests,
+        warnings: produced.warnings.clone(),
     };
     write_manifest(store.as_ref(), &manifest).await?;
     log::info(format!(
@@ -149,6 +266,19 @@ pub async fn run(
         streamed.uploaded.parts
     ));
     Ok(manifest)
+}
+
+/// The Time Travel bookmark, or `None` (with a warning) when it cannot be read.
+async fn read_bookmark(source: &dyn Source) -> Option<String> {
+    match source.bookmark().await {
+        Ok(b) => b,
+        Err(e) => {
+            log::warn(format!(
+                "could not read the Time Travel bookmark ({e:#}); the backup's consistency cannot be checked"
+            ));
+            None
+        }
+    }
 }
 
 /// Store the manifest; if that fails, remove the object so it is not left half-done.

@@ -79,6 +79,33 @@ pub enum StoreConfig {
     },
 }
 
+/// How the SQL is produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Paged read queries: exact values, never blocks the database.
+    Query,
+    /// D1's export API: one snapshot, blocks the database while it runs.
+    Export,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Query => "query",
+            Method::Export => "export",
+        }
+    }
+}
+
+/// What goes into the dump.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub tables: Option<Vec<String>>,
+    pub exclude_tables: Vec<String>,
+    pub no_data: bool,
+    pub no_schema: bool,
+}
+
 /// Settings of the backup command.
 #[derive(Debug, Clone)]
 pub struct BackupConfig {
@@ -90,6 +117,10 @@ pub struct BackupConfig {
     pub compression_level: i32,
     /// zstd worker threads; `None` = one per CPU (at most 4).
     pub compression_threads: Option<u32>,
+    pub method: Method,
+    pub export_timeout: std::time::Duration,
+    pub consistency_retries: u32,
+    pub selection: Selection,
 }
 
 impl BackupConfig {
@@ -98,6 +129,13 @@ impl BackupConfig {
         let api = api_config(raw)?;
         let source = source_config(raw, api.as_ref())?;
         let store = store_config(raw, api.as_ref())?;
+        let method = method(raw)?;
+        if method == Method::Export && matches!(source, SourceConfig::Sqlite { .. }) {
+            return Err(InputError::new(
+                "method",
+                "`export` uses D1's export API and needs a D1 database; a local SQLite file is read with `query`",
+            ));
+        }
         Ok(BackupConfig {
             source,
             store,
@@ -105,7 +143,99 @@ impl BackupConfig {
             prefix: prefix(raw)?,
             compression_level: compression_level(raw)?,
             compression_threads: compression_threads(raw)?,
+            method,
+            export_timeout: duration(raw, "export-timeout", 30 * 60)?,
+            consistency_retries: count(raw, "consistency-retries", 2, 10)?,
+            selection: selection(raw)?,
         })
+    }
+}
+
+pub fn method(raw: &RawInputs) -> Result<Method> {
+    match raw.get("method").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("query") => Ok(Method::Query),
+        Some("export") => Ok(Method::Export),
+        Some(other) => Err(InputError::new(
+            "method",
+            format!(
+                "{:?} is not a method; use `query` or `export`",
+                truncate(other, 40)
+            ),
+        )),
+    }
+}
+
+/// A list input: newline-separated when it has newlines, else comma-separated.
+pub fn list(raw: &RawInputs, name: &str) -> Vec<String> {
+    let Some(v) = raw.get_raw(name) else {
+        return Vec::new();
+    };
+    let sep = if v.contains('\n') { '\n' } else { ',' };
+    v.split(sep)
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn selection(raw: &RawInputs) -> Result<Selection> {
+    let tables = list(raw, "tables");
+    let no_data = boolean(raw, "no-data", false)?;
+    let no_schema = boolean(raw, "no-schema", false)?;
+    if no_data && no_schema {
+        return Err(InputError::new(
+            "no-schema",
+            "`no-data` and `no-schema` together leave nothing to back up; set at most one",
+        ));
+    }
+    Ok(Selection {
+        tables: (!tables.is_empty()).then_some(tables),
+        exclude_tables: list(raw, "exclude-tables"),
+        no_data,
+        no_schema,
+    })
+}
+
+/// A duration input: seconds (`90`) or a number with `s`, `m` or `h`.
+pub fn duration(raw: &RawInputs, name: &str, default_secs: u64) -> Result<std::time::Duration> {
+    let Some(v) = raw.get(name) else {
+        return Ok(std::time::Duration::from_secs(default_secs));
+    };
+    let (num, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&v[..i], &v[i..]),
+        None => (v, "s"),
+    };
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => 0,
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 && mult > 0 => Ok(std::time::Duration::from_secs(n * mult)),
+        _ => Err(InputError::new(
+            name,
+            format!(
+                "{:?} is not a duration; use seconds (`900`) or a number with s, m or h (`90s`, `30m`, `2h`)",
+                truncate(v, 40)
+            ),
+        )),
+    }
+}
+
+/// A small count input in `0..=max`.
+pub fn count(raw: &RawInputs, name: &str, default: u32, max: u32) -> Result<u32> {
+    match raw.get(name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(InputError::new(
+                name,
+                format!(
+                    "{:?} is not accepted; use a whole number from 0 to {max}",
+                    truncate(v, 40)
+                ),
+            )),
+        },
     }
 }
 
@@ -579,6 +709,14 @@ mod tests {
             ("compression-level", "3.5", "compression-level"),
             ("compression-threads", "many", "compression-threads"),
             ("compression-threads", "-2", "compression-threads"),
+            ("method", "dump", "method"),
+            ("export-timeout", "soon", "export-timeout"),
+            ("export-timeout", "0", "export-timeout"),
+            ("export-timeout", "5d", "export-timeout"),
+            ("consistency-retries", "11", "consistency-retries"),
+            ("consistency-retries", "-1", "consistency-retries"),
+            ("no-data", "maybe", "no-data"),
+            ("no-schema", "2", "no-schema"),
             ("account-id", "xyz", "account-id"),
             (
                 "account-id",
@@ -686,6 +824,32 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.input, "sqlite-file");
+    }
+
+    #[test]
+    fn lists_durations_and_selection() {
+        let c = BackupConfig::from_inputs(&with(&[
+            ("tables", "a, b ,,c"),
+            ("exclude-tables", "x,y\n z"),
+            ("export-timeout", "90s"),
+            ("method", "EXPORT"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.selection.tables,
+            Some(vec!["a".into(), "b".into(), "c".into()])
+        );
+        // Newline-separated lists keep commas inside names.
+        assert_eq!(
+            c.selection.exclude_tables,
+            vec!["x,y".to_string(), "z".to_string()]
+        );
+        assert_eq!(c.export_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(c.method, Method::Export);
+        assert_eq!(c.consistency_retries, 2);
+        let err = BackupConfig::from_inputs(&with(&[("no-data", "true"), ("no-schema", "true")]))
+            .unwrap_err();
+        assert_eq!(err.input, "no-schema");
     }
 
     #[test]

@@ -130,6 +130,48 @@ pub const INPUTS: &[InputSpec] = &[
         "Cloudflare API base URL.",
     ),
     input(
+        "method",
+        &[],
+        "query",
+        "How to dump: `query` (exact, non-blocking, consistency checked) or `export` (D1's export API: one consistent snapshot, but it blocks the database and rounds integers beyond 2^53).",
+    ),
+    input(
+        "export-timeout",
+        &[],
+        "30m",
+        "With `method: export`, give up waiting for D1's export after this long (`90s`, `30m`, `1h`, or seconds).",
+    ),
+    input(
+        "consistency-retries",
+        &[],
+        "2",
+        "With `method: query`, redo the dump up to this many times when the database changed while it was read (Time Travel bookmark moved).",
+    ),
+    input(
+        "tables",
+        &[],
+        "",
+        "Back up only these tables (comma- or newline-separated); their indexes, triggers and views come along.",
+    ),
+    input(
+        "exclude-tables",
+        &[],
+        "",
+        "Leave these tables out (comma- or newline-separated).",
+    ),
+    input(
+        "no-data",
+        &[],
+        "false",
+        "Schema only: `true` leaves the rows out.",
+    ),
+    input(
+        "no-schema",
+        &[],
+        "false",
+        "Data only: `true` leaves CREATE statements out.",
+    ),
+    input(
         "sqlite-file",
         &[],
         "",

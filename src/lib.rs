@@ -20,6 +20,7 @@ pub mod compress;
 pub mod config;
 pub mod d1;
 pub mod dump;
+pub mod export;
 pub mod inputs;
 pub mod load;
 pub mod log;

@@ -9,6 +9,7 @@
 //! signed URLs that are credentials, and the token travels in a header.
 
 pub mod error;
+pub mod export;
 pub mod retry;
 pub mod types;
 

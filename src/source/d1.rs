@@ -68,6 +68,10 @@ impl Source for D1Source {
     fn is_snapshot(&self) -> bool {
         false
     }
+
+    fn as_d1(&self) -> Option<&D1Source> {
+        Some(self)
+    }
 }
 
 /// Approximate wire size of rows (strings dominate a dump page).

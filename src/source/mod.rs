@@ -62,6 +62,11 @@ pub trait Source: Send + Sync {
 
     /// Whether all reads see one snapshot (a local read transaction does; REST pages do not).
     fn is_snapshot(&self) -> bool;
+
+    /// The D1 database behind this source, if it is one (for D1-only features: export).
+    fn as_d1(&self) -> Option<&d1::D1Source> {
+        None
+    }
 }
 
 /// True if the error (anywhere in its chain) is D1's "result too large" error.

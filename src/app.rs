@@ -141,16 +141,23 @@ pub async fn run(matches: ArgMatches, env: Vec<(String, String)>) -> u8 {
     code
 }
 
+/// Exit code of the signal that cancelled the run (130 SIGINT, 143 SIGTERM), 0 if none.
+static SIGNAL_EXIT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 /// Wait for SIGINT/SIGTERM: cancel the run, and exit hard if it does not stop in time.
+/// The runner sends SIGINT, waits 7.5 s, sends SIGTERM, waits 2.5 s, then kills.
 async fn watch_signals(cancel: CancellationToken) {
     let signal = wait_for_signal().await;
+    let code = if signal == "SIGINT" { 130 } else { 143 };
+    SIGNAL_EXIT.store(code, std::sync::atomic::Ordering::SeqCst);
     log::error(format!(
         "received {signal}: cancelling (aborting any upload)"
     ));
+    action::error_annotation("Backup cancelled", &format!("received {signal}"));
     cancel.cancel();
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    log::error("did not stop within 8 s of the signal; exiting");
-    std::process::exit(if signal == "SIGINT" { 130 } else { 143 });
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    log::error("did not stop within 6 s of the signal; exiting");
+    std::process::exit(code.into());
 }
 
 #[cfg(unix)]
@@ -180,7 +187,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.chain().any(|e| e.is::<InputError>()) {
         2
     } else if err.chain().any(|e| e.is::<Cancelled>()) {
-        130
+        match SIGNAL_EXIT.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => 130,
+            code => code,
+        }
     } else {
         1
     }
@@ -204,10 +214,14 @@ fn fail(message: &str, err: &anyhow::Error) -> u8 {
 async fn run_backup(raw: &RawInputs, cancel: &CancellationToken) -> u8 {
     let result = async {
         let cfg = BackupConfig::from_inputs(raw)?;
+        warn_unread(raw, "backup");
+        let connect = log::Group::new("Connect");
         let budget = Arc::new(Budget::cloudflare_default());
         let source = open_source(&cfg.source, &budget).await?;
         let (store, bucket) = open_store(&cfg.store, cfg.api.as_ref(), &budget).await?;
         store.check().await?;
+        drop(connect);
+        let _group = log::Group::new(format!("Back up {}", source.info().name));
         let job = BackupJob {
             prefix: cfg.prefix.clone(),
             compression: Compression::new(cfg.compression_level, cfg.compression_threads),
@@ -223,6 +237,7 @@ async fn run_backup(raw: &RawInputs, cancel: &CancellationToken) -> u8 {
             method: cfg.method,
             export_timeout: cfg.export_timeout,
             consistency_retries: cfg.consistency_retries,
+            progress_interval: cfg.progress_interval,
         };
         let manifest = backup::run(source, Arc::clone(&store), &job, cancel).await?;
         Ok::<_, anyhow::Error>((manifest, bucket))
@@ -243,6 +258,23 @@ async fn run_backup(raw: &RawInputs, cancel: &CancellationToken) -> u8 {
             0
         }
         Err(e) => fail("Backup failed", &e),
+    }
+}
+
+/// Warn about inputs that were set but that `command` never read.
+fn warn_unread(raw: &RawInputs, command: &str) {
+    let unread = raw.unread();
+    if !unread.is_empty() {
+        log::warn(format!(
+            "input{} {} {} set but not used by `{command}`",
+            if unread.len() > 1 { "s" } else { "" },
+            unread
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if unread.len() > 1 { "are" } else { "is" }
+        ));
     }
 }
 

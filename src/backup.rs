@@ -25,6 +25,7 @@ use crate::manifest::{
     self, DatabaseRef, Digest, DumpSelection, Manifest, ObjectMetadata, Timings, rfc3339,
 };
 use crate::pipeline::{self, Streamed, Target};
+use crate::progress::{self, Progress};
 use crate::source::Source;
 use crate::store::parts::plan_part_size;
 use crate::store::{ObjectMeta, ObjectStore};
@@ -39,6 +40,7 @@ pub struct BackupJob {
     pub method: Method,
     pub export_timeout: Duration,
     pub consistency_retries: u32,
+    pub progress_interval: Option<Duration>,
 }
 
 /// The database changed while a `query` dump was read.
@@ -79,6 +81,18 @@ pub async fn run(
     if job.method == Method::Export {
         export::preflight(&schema)?;
     }
+    log::info(format!(
+        "{} tables to back up{}",
+        schema.tables.len(),
+        if schema.objects.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", then {} indexes, views and triggers",
+                schema.objects.len()
+            )
+        }
+    ));
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -139,6 +153,8 @@ async fn attempt_backup(
         }
         .to_map(),
     };
+    let progress = Progress::new(&info.name);
+    let _ticker = progress::ticker(Arc::clone(&progress), job.progress_interval);
     let target = Target {
         store: Arc::clone(store),
         key: &key,
@@ -146,6 +162,7 @@ async fn attempt_backup(
         part_size: plan_part_size(info.file_size.map(|s| s.saturating_mul(3))),
         compression: job.compression,
         wrap: None,
+        progress: Arc::clone(&progress),
     };
     log::info(format!("Writing {key}"));
     let streamed: Streamed<Produced> = match (&export_done, job.method) {
@@ -173,9 +190,18 @@ async fn attempt_backup(
                 method: job.method.as_str().into(),
             };
             let before = bookmark_before.clone();
+            let progress = &progress;
             pipeline::stream_to_store(target, cancel, |tx| async move {
-                let stats =
-                    dump::dump(Arc::clone(source), schema, &header, &job.dump, &tx, cancel).await?;
+                let stats = dump::dump(
+                    Arc::clone(source),
+                    schema,
+                    &header,
+                    &job.dump,
+                    &tx,
+                    cancel,
+                    progress,
+                )
+                .await?;
                 let after = read_bookmark(source.as_ref()).await;
                 let consistent = source.is_snapshot() || (before.is_some() && before == after);
                 if !consistent && !last_attempt && before.is_some() && after.is_some() {

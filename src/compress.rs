@@ -7,6 +7,7 @@
 //! flat however large the database is.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::progress::Progress;
 use crate::store::parts::{PartWriter, WrittenObject};
 
 /// zstd job size with worker threads (the default, 4× the window, costs tens of MiB).
@@ -114,6 +116,7 @@ pub fn run(
     parts: PartWriter,
     compression: Compression,
     wrap: Option<Wrap>,
+    progress: Arc<Progress>,
 ) -> Result<StreamStats> {
     let inner: Box<dyn FinishWrite> = match wrap {
         Some(w) => w(parts)?,
@@ -141,6 +144,7 @@ pub fn run(
             Some(Piece::Data(chunk)) => {
                 sql_hash.update(&chunk);
                 sql_bytes += chunk.len() as u64;
+                progress.add_sql(chunk.len() as u64);
                 writer.write_all(&chunk).map_err(io_error)?;
             }
             Some(Piece::End) => break,

@@ -121,6 +121,8 @@ pub struct BackupConfig {
     pub export_timeout: std::time::Duration,
     pub consistency_retries: u32,
     pub selection: Selection,
+    /// `None`: no progress lines.
+    pub progress_interval: Option<std::time::Duration>,
 }
 
 impl BackupConfig {
@@ -147,6 +149,10 @@ impl BackupConfig {
             export_timeout: duration(raw, "export-timeout", 30 * 60)?,
             consistency_retries: count(raw, "consistency-retries", 2, 10)?,
             selection: selection(raw)?,
+            progress_interval: match raw.get("progress-interval") {
+                Some("0") => None,
+                _ => Some(duration(raw, "progress-interval", 10)?),
+            },
         })
     }
 }

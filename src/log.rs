@@ -68,6 +68,41 @@ pub fn error(msg: impl AsRef<str>) {
     emit("error: ", msg.as_ref());
 }
 
+/// Start a collapsible log group (`::group::` under Actions, a heading elsewhere). Written
+/// to stderr, the stream every log line goes to, so lines stay inside their group.
+pub fn group(title: impl AsRef<str>) {
+    let title = sanitize(title.as_ref());
+    let mut err = std::io::stderr().lock();
+    if crate::action::is_actions() {
+        let _ = writeln!(err, "::group::{}", crate::action::escape_data(&title));
+    } else if !QUIET.load(Ordering::Relaxed) {
+        let _ = writeln!(err, "== {title}");
+    }
+}
+
+/// End the current log group.
+pub fn endgroup() {
+    if crate::action::is_actions() {
+        let _ = writeln!(std::io::stderr().lock(), "::endgroup::");
+    }
+}
+
+/// A log group that ends when dropped (so an early `?` return closes it too).
+pub struct Group(());
+
+impl Group {
+    pub fn new(title: impl AsRef<str>) -> Group {
+        group(title);
+        Group(())
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        endgroup();
+    }
+}
+
 pub fn debug(msg: impl AsRef<str>) {
     if debug_enabled() {
         emit("debug: ", msg.as_ref());

@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::compress::{self, Compression, Piece, StreamStats, Wrap};
+use crate::progress::Progress;
 use crate::store::parts::{PartMsg, PartWriter};
 use crate::store::{ObjectMeta, ObjectStore, Upload, Uploaded};
 use crate::{Cancelled, PipelineClosed};
@@ -38,6 +39,7 @@ pub struct Target<'a> {
     pub part_size: u64,
     pub compression: Compression,
     pub wrap: Option<Wrap>,
+    pub progress: Arc<Progress>,
 }
 
 /// Run `produce` through compression into `target`.
@@ -61,11 +63,14 @@ where
         target.part_size,
         part_tx,
         Arc::new(Semaphore::new(PARTS_IN_MEMORY)),
-    );
+    )
+    .with_progress(Arc::clone(&target.progress));
     let compression = target.compression;
     let wrap = target.wrap;
-    let compressor =
-        tokio::task::spawn_blocking(move || compress::run(sql_rx, parts, compression, wrap));
+    let progress = target.progress;
+    let compressor = tokio::task::spawn_blocking(move || {
+        compress::run(sql_rx, parts, compression, wrap, progress)
+    });
 
     let produced = match produce(sql_tx.clone()).await {
         Ok(v) => match sql_tx.send(Piece::End).await {

@@ -7,8 +7,47 @@ use serde_json::{Value, json};
 
 use crate::action::{Outputs, md_cell};
 use crate::manifest::Manifest;
+use crate::progress::human_bytes;
 use crate::secrets::redact;
 use crate::store::basename;
+
+/// Every output the action writes, with its description (`action.yml` declares exactly
+/// these; a test checks it).
+pub const OUTPUTS: &[(&str, &str)] = &[
+    ("filename", "Base name of the backup object."),
+    ("timestamp", "Time of the backup (RFC 3339, UTC)."),
+    (
+        "table-count",
+        "User tables in the dump (a virtual table counts once, its shadow tables not).",
+    ),
+    ("key", "Full object key of the backup."),
+    ("bucket", "Bucket (or directory) written to."),
+    ("size-bytes", "Size of the SQL, in bytes."),
+    ("compressed-bytes", "Size of the stored object, in bytes."),
+    ("sha256", "SHA-256 of the stored object."),
+    ("sql-sha256", "SHA-256 of the SQL."),
+    ("row-count", "Rows in the dump."),
+    ("method", "Dump method used: `query` or `export`."),
+    ("database", "Database name."),
+    (
+        "database-id",
+        "Database UUID (or the path of a local file).",
+    ),
+    ("duration-ms", "Duration of the backup, in milliseconds."),
+    (
+        "bookmark",
+        "Time Travel bookmark the backup corresponds to (D1 only).",
+    ),
+    ("consistent", "`true` when the backup is one point in time."),
+    (
+        "export-seconds",
+        "With `method: export`: seconds the database was blocked by the export.",
+    ),
+    (
+        "report",
+        "The whole report as JSON (also the last line on stdout).",
+    ),
+];
 
 /// The success report of one backup.
 pub fn backup_json(m: &Manifest, bucket: &str) -> Value {
@@ -93,7 +132,7 @@ pub fn backup_summary(m: &Manifest, bucket: &str) -> String {
         "–".into()
     };
     let mut s = format!(
-        "### D1 backup of `{}`\n\n| | |\n|---|---|\n| Object | `{}` in `{}` |\n| Time | {} |\n| Method | {} |\n| Tables / rows | {} / {} |\n| SQL / stored | {} / {} bytes ({ratio}, {}) |\n| SHA-256 | `{}` |\n| Duration | {:.1} s |\n",
+        "### D1 backup of `{}`\n\n| | |\n|---|---|\n| Object | `{}` in `{}` |\n| Time | {} |\n| Method | {} |\n| Tables / rows | {} / {} |\n| SQL / stored | {} / {} ({ratio}, {}) |\n| SHA-256 | `{}` |\n| Duration | {:.1} s |\n",
         md_cell(&m.database.name),
         md_cell(&m.key),
         md_cell(bucket),
@@ -101,8 +140,8 @@ pub fn backup_summary(m: &Manifest, bucket: &str) -> String {
         md_cell(&m.method),
         m.table_count,
         m.row_count,
-        m.sql.size,
-        m.object.size,
+        human_bytes(m.sql.size),
+        human_bytes(m.object.size),
         md_cell(&m.compression),
         m.object.sha256,
         m.timings.total_ms as f64 / 1000.0,
@@ -116,8 +155,43 @@ pub fn backup_summary(m: &Manifest, bucket: &str) -> String {
             if c { "yes" } else { "**no**" }
         ));
     }
+    if let Some(secs) = m.timings.export_seconds {
+        s.push_str(&format!("| Database blocked by export | {secs:.1} s |\n"));
+    }
+    s.push_str(&tables_markdown(&m.tables, m.row_count));
     for w in &m.warnings {
         s.push_str(&format!("\n> ⚠️ {}\n", md_cell(w)));
     }
+    s
+}
+
+/// The largest tables (at most 50) and the total.
+pub fn tables_markdown(tables: &[crate::dump::TableStats], total_rows: u64) -> String {
+    const TOP: usize = 50;
+    if tables.is_empty() {
+        return String::new();
+    }
+    let mut sorted: Vec<&crate::dump::TableStats> = tables.iter().collect();
+    sorted.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.name.cmp(&b.name)));
+    let mut s = String::from("\n| Table | Rows |\n|---|---:|\n");
+    for t in sorted.iter().take(TOP) {
+        let kind = if t.kind == "virtual" {
+            " (virtual)"
+        } else {
+            ""
+        };
+        s.push_str(&format!("| `{}`{kind} | {} |\n", md_cell(&t.name), t.rows));
+    }
+    if sorted.len() > TOP {
+        let rest: u64 = sorted[TOP..].iter().map(|t| t.rows).sum();
+        s.push_str(&format!(
+            "| … {} more tables | {rest} |\n",
+            sorted.len() - TOP
+        ));
+    }
+    s.push_str(&format!(
+        "| **Total** ({} tables) | **{total_rows}** |\n",
+        tables.len()
+    ));
     s
 }

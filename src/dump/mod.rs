@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::compress::Piece;
+use crate::progress::Progress;
 use crate::source::{Page, Source, Value, is_memory_limit};
 use paging::{LongValue, PagePolicy, long_pieces_query, page_query, parse_long_marker};
 use schema::{RowKey, Schema, Table, TableKind, VirtualContent};
@@ -208,6 +209,7 @@ pub async fn dump(
     opts: &DumpOptions,
     tx: &mpsc::Sender<Piece>,
     cancel: &CancellationToken,
+    progress: &Progress,
 ) -> Result<DumpStats> {
     let mut out = Out {
         buf: String::with_capacity(opts.chunk_bytes + (1 << 16)),
@@ -227,13 +229,14 @@ pub async fn dump(
         }
     }
     for t in &schema.tables {
+        progress.set_table(&t.name);
         let kind = if t.is_virtual() { "virtual" } else { "table" };
         let mut rows = 0;
         if !opts.no_data {
             match &t.kind {
                 TableKind::Virtual { module, content } => match content {
                     VirtualContent::Internal => {
-                        rows = dump_rows(&source, t, schema.negative_zero, opts, &mut out, &mut stats).await?;
+                        rows = dump_rows(&source, t, schema.negative_zero, opts, &mut out, &mut stats, progress).await?;
                     }
                     VirtualContent::External(from) => {
                         // Rebuild from the content table once its rows are in. The row count
@@ -258,7 +261,7 @@ pub async fn dump(
                     )),
                 },
                 TableKind::Regular { .. } => {
-                    rows = dump_rows(&source, t, schema.negative_zero, opts, &mut out, &mut stats).await?;
+                    rows = dump_rows(&source, t, schema.negative_zero, opts, &mut out, &mut stats, progress).await?;
                 }
             }
         }
@@ -365,6 +368,7 @@ async fn dump_rows(
     opts: &DumpOptions,
     out: &mut Out<'_>,
     stats: &mut DumpStats,
+    progress: &Progress,
 ) -> Result<u64> {
     let writer = RowWriter::new(table, opts.max_statement_bytes);
     let table = Arc::new(table.clone());
@@ -444,6 +448,7 @@ async fn dump_rows(
             stats.statements += outcome.statements as u64;
             stats.split_rows += u64::from(outcome.split);
             count += 1;
+            progress.add_rows(1);
             // Hand SQL on as it is made: a page turns into several times its size in SQL.
             out.maybe_flush().await?;
         }

@@ -85,6 +85,7 @@ pub struct PartWriter {
     hasher: Sha256,
     total: u64,
     parts: u64,
+    progress: Option<Arc<crate::progress::Progress>>,
 }
 
 /// What [`PartWriter::finish`] reports.
@@ -107,7 +108,14 @@ impl PartWriter {
             hasher: Sha256::new(),
             total: 0,
             parts: 0,
+            progress: None,
         }
+    }
+
+    /// Count stored bytes into `progress`.
+    pub fn with_progress(mut self, progress: Arc<crate::progress::Progress>) -> PartWriter {
+        self.progress = Some(progress);
+        self
     }
 
     /// Wait for a slot before starting a part (blocking: this runs on the compressor thread).
@@ -156,6 +164,9 @@ impl Write for PartWriter {
         let n = data.len();
         self.hasher.update(data);
         self.total += n as u64;
+        if let Some(p) = &self.progress {
+            p.add_stored(n as u64);
+        }
         while !data.is_empty() {
             self.claim_slot()?;
             let room = self.part_size - self.buf.len();

@@ -1,9 +1,114 @@
-//! Running the binary exactly as the Actions runner starts a Docker action.
+//! Running the binary exactly as the Actions runner starts the Docker action described by
+//! `action.yml`: every declared input as `INPUT_<NAME>` (hyphens kept), defaults applied,
+//! the rest empty, and the file-command files present.
 
-use crate::support::{self, gha, run::ActionEnv};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::support::{self, gha, run};
+
+/// Inputs (name → default) and output names declared in `action.yml`.
+fn declared() -> (BTreeMap<String, String>, BTreeSet<String>) {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("action.yml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(doc["runs"]["using"], "docker");
+    let inputs = doc["inputs"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let default = v["default"].as_str().unwrap_or("").to_string();
+            (k.as_str().unwrap().to_string(), default)
+        })
+        .collect();
+    let outputs = doc["outputs"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    (inputs, outputs)
+}
+
+/// The environment the runner gives the container for these `with:` values.
+fn runner_env(dir: &Path, with: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let (inputs, _) = declared();
+    let mut env = BTreeMap::new();
+    for (name, default) in &inputs {
+        let v = with
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| default.clone());
+        env.insert(format!("INPUT_{}", name.to_ascii_uppercase()), v);
+    }
+    for (k, _) in with {
+        assert!(
+            inputs.contains_key(*k),
+            "`{k}` is not declared in action.yml"
+        );
+    }
+    for (var, file) in [
+        ("GITHUB_OUTPUT", "set_output"),
+        ("GITHUB_STEP_SUMMARY", "step_summary"),
+        ("GITHUB_ENV", "set_env"),
+        ("GITHUB_STATE", "save_state"),
+    ] {
+        let p = dir.join(file);
+        std::fs::write(&p, "").unwrap();
+        env.insert(var.to_string(), p.display().to_string());
+    }
+    for (k, v) in [
+        ("GITHUB_ACTIONS", "true"),
+        ("CI", "true"),
+        ("RUNNER_DEBUG", "1"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    env.insert("RUNNER_TEMP".into(), dir.display().to_string());
+    env.insert("HOME".into(), dir.display().to_string());
+    env
+}
+
+fn check_run(r: &run::Run, secrets: &[&str]) -> BTreeMap<String, String> {
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    // Secrets are masked before anything else is printed, and never appear otherwise.
+    if !secrets.is_empty() {
+        let first = r.stdout.lines().next().unwrap();
+        assert!(first.starts_with("::add-mask::"), "{first}");
+    }
+    let all = r.all_text();
+    let unmasked: Vec<&str> = all
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect();
+    for s in secrets {
+        assert!(!unmasked.iter().any(|l| l.contains(s)), "a secret leaked");
+    }
+    // Every input was read: nothing was set that the binary ignored.
+    assert!(!r.stderr.contains("not used by"), "{}", r.stderr);
+    // Untrusted text never forms a workflow command.
+    for line in r.stderr.lines() {
+        if let Some(rest) = line.trim_start().strip_prefix("::") {
+            let cmd = rest.split([':', ' ']).next().unwrap();
+            assert!(
+                ["group", "endgroup", "warning", "error", "debug"].contains(&cmd),
+                "unexpected command line: {line}"
+            );
+        }
+    }
+    let summary = r.summary_file.clone().unwrap();
+    assert!(summary.len() < 1024 * 1024);
+    assert!(summary.starts_with("### D1 backup of"), "{summary}");
+    for line in summary.lines().filter(|l| l.starts_with('|')) {
+        assert!(line.ends_with('|'), "broken table row: {line}");
+    }
+    gha::parse_outputs(r.outputs_file.as_deref().unwrap()).expect("the runner parses the outputs")
+}
 
 #[test]
-fn outputs_parse_by_the_runners_rules() {
+fn the_action_runs_as_the_runner_starts_it() {
     let Some((endpoint, bucket)) = support::bucket("action") else {
         return;
     };
@@ -11,7 +116,8 @@ fn outputs_parse_by_the_runners_rules() {
     let db = support::copy_db(&support::fixture_db(), dir.path(), "app");
     let fake = support::fake_d1();
     fake.add_database("app", &db);
-    let env = ActionEnv::new(&[
+    let api = fake.base_url();
+    let common: Vec<(&str, &str)> = vec![
         ("api-token", support::TOKEN),
         ("account-id", support::ACCOUNT),
         ("database", "app"),
@@ -19,34 +125,29 @@ fn outputs_parse_by_the_runners_rules() {
         ("r2-endpoint", &endpoint),
         ("r2-access-key-id", support::weed::ACCESS_KEY),
         ("r2-secret-access-key", support::weed::SECRET_KEY),
-        ("api-base-url", &fake.base_url()),
+        ("api-base-url", &api),
+    ];
+    let secrets = [support::TOKEN, support::weed::SECRET_KEY];
+    let (_, declared_outputs) = declared();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+
+    // 1. query, with every other input away from its default.
+    let mut with = common.clone();
+    with.extend([
+        ("command", "backup"),
         ("prefix", "nightly/"),
+        ("compression-level", "5"),
+        ("compression-threads", "1"),
+        ("method", "query"),
+        ("export-timeout", "10m"),
+        ("consistency-retries", "1"),
+        ("exclude-tables", "wide"),
+        ("progress-interval", "1s"),
+        ("s3-checksums", "when-supported"),
     ]);
-    let r = env.run();
-    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
-    // Secrets are masked before anything else is printed.
-    let first = r.stdout.lines().next().unwrap();
-    assert!(first.starts_with("::add-mask::"), "{first}");
-    let outputs =
-        gha::parse_outputs(r.outputs_file.as_deref().unwrap()).expect("runner parses outputs");
-    for name in [
-        "filename",
-        "timestamp",
-        "table-count",
-        "key",
-        "bucket",
-        "size-bytes",
-        "compressed-bytes",
-        "sha256",
-        "row-count",
-        "method",
-        "report",
-    ] {
-        assert!(
-            outputs.contains_key(name),
-            "output {name} missing: {outputs:?}"
-        );
-    }
+    std::fs::create_dir_all(dir.path().join("one")).unwrap();
+    let r = run::run(&[], &runner_env(&dir.path().join("one"), &with));
+    let outputs = check_run(&r, &secrets);
     assert!(outputs["key"].starts_with("nightly/app/backup-"));
     assert_eq!(outputs["bucket"], bucket);
     assert_eq!(outputs["method"], "query");
@@ -56,8 +157,83 @@ fn outputs_parse_by_the_runners_rules() {
     assert_eq!(report, r.report());
     assert_eq!(report["tableCount"].to_string(), outputs["table-count"]);
     assert_eq!(outputs["sha256"].len(), 64);
-    let summary = r.summary_file.unwrap();
-    assert!(summary.contains("D1 backup of `app`"), "{summary}");
+    assert!(r.stderr.contains("::group::Connect") && r.stderr.contains("::endgroup::"));
+    seen.extend(outputs.keys().cloned());
+
+    // 2. export of the same database without its virtual tables (and the schema only).
+    let mut with = common.clone();
+    with.extend([
+        ("method", "export"),
+        ("exclude-tables", "docs,articles_fts"),
+        ("no-data", "true"),
+    ]);
+    std::fs::create_dir_all(dir.path().join("two")).unwrap();
+    let r = run::run(&[], &runner_env(&dir.path().join("two"), &with));
+    let outputs = check_run(&r, &secrets);
+    assert_eq!(outputs["method"], "export");
+    seen.extend(outputs.keys().cloned());
+
+    // 3. A local file into a directory: the last two inputs.
+    let out = dir.path().join("backups");
+    let (file, out) = (db.display().to_string(), out.display().to_string());
+    std::fs::create_dir_all(dir.path().join("three")).unwrap();
+    let r = run::run(
+        &[],
+        &runner_env(
+            &dir.path().join("three"),
+            &[
+                ("sqlite-file", &file),
+                ("output-dir", &out),
+                ("no-schema", "true"),
+            ],
+        ),
+    );
+    let outputs = check_run(&r, &[]);
+    seen.extend(outputs.keys().cloned());
+
+    let missing: Vec<&String> = declared_outputs.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "declared outputs never written: {missing:?}"
+    );
+    let undeclared: Vec<&String> = seen.difference(&declared_outputs).collect();
+    assert!(
+        undeclared.is_empty(),
+        "outputs written but not declared: {undeclared:?}"
+    );
+}
+
+#[test]
+fn an_ignored_input_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(a)")
+        .unwrap();
+    let (file, out) = (
+        db.display().to_string(),
+        dir.path().join("o").display().to_string(),
+    );
+    // With a local file, `api-base-url` has no use: the binary says so.
+    let r = run::run(
+        &[],
+        &runner_env(
+            dir.path(),
+            &[
+                ("sqlite-file", &file),
+                ("output-dir", &out),
+                ("api-base-url", "http://127.0.0.1:9"),
+            ],
+        ),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("`api-base-url` is set but not used by `backup`"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

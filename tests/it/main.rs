@@ -4,9 +4,11 @@
 mod support;
 
 mod action_env;
+mod contract;
 mod export;
 mod inputs;
 mod local;
 mod roundtrip;
 mod secrets;
+mod signals;
 mod store_suite;

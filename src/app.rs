@@ -15,18 +15,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::action::{self, Outputs};
 use crate::backup::{self, BackupJob};
+use crate::catalog::{self, Selector};
 use crate::compress::Compression;
-use crate::config::{ApiConfig, BackupConfig, InputError, R2Keys, SourceConfig, StoreConfig};
+use crate::config::{
+    ApiConfig, BackupConfig, CatalogConfig, InputError, R2Keys, RestoreConfig, RestoreTarget,
+    SourceConfig, StoreConfig,
+};
 use crate::d1::{Budget, ClientOptions, D1Client};
 use crate::dump::{DumpOptions, TableFilter};
 use crate::inputs::{INPUTS, RawInputs};
+use crate::manifest::Manifest;
 use crate::source::Source;
 use crate::source::d1::D1Source;
 use crate::source::sqlite::SqliteSource;
 use crate::store::ObjectStore;
 use crate::store::local::LocalStore;
 use crate::store::s3::S3Store;
-use crate::{Cancelled, log, report, secrets};
+use crate::{Cancelled, log, report, restore, secrets, verify};
 
 /// Build the command-line interface. Every input is also a `--flag` of the same name.
 pub fn cli() -> Command {
@@ -35,6 +40,16 @@ pub fn cli() -> Command {
         .about("Back up Cloudflare D1 databases (or local SQLite files) to R2, any S3 store, or a directory, as exact zstd-compressed SQL")
         .after_help("Every option can also be given as an action input (INPUT_<NAME>) or as D1_BACKUP_<NAME> in the environment; see the README for the Cloudflare-style names (CLOUDFLARE_API_TOKEN, …).")
         .subcommand(Command::new("backup").about("Back up a database (the default)"))
+        .subcommand(
+            Command::new("verify")
+                .about("Download a backup, restore it into a temporary SQLite database and check it")
+                .arg(Arg::new("key").value_name("KEY|latest").help("Backup key, or `latest` (default)")),
+        )
+        .subcommand(
+            Command::new("restore")
+                .about("Restore a backup to a SQLite file (--to-file) or into a D1 database (--to-database)")
+                .arg(Arg::new("key").value_name("KEY|latest").help("Backup key, or `latest` (default); see also --before")),
+        )
         .arg(
             Arg::new("verbose")
                 .long("verbose")
@@ -52,15 +67,30 @@ pub fn cli() -> Command {
                 .help("Print only warnings, errors and the final report"),
         );
     for spec in INPUTS.iter().filter(|s| s.name != "command") {
-        cmd = cmd.arg(
-            Arg::new(spec.name)
-                .long(spec.name)
-                .value_name("VALUE")
-                .global(true)
-                .help(spec.description),
-        );
+        let mut arg = Arg::new(spec.name)
+            .long(spec.name)
+            .value_name("VALUE")
+            .global(true)
+            .help(spec.description);
+        if let Some(alias) = flag_alias(spec.name) {
+            arg = arg.visible_alias(alias);
+        }
+        // Booleans work as plain flags too: `--force` means `--force true`.
+        if spec.default == "false" || spec.default == "true" {
+            arg = arg.num_args(0..=1).default_missing_value("true");
+        }
+        cmd = cmd.arg(arg);
     }
     cmd
+}
+
+/// Shorter flag names for some inputs.
+fn flag_alias(input: &str) -> Option<&'static str> {
+    match input {
+        "restore-file" => Some("to-file"),
+        "restore-to" => Some("to-database"),
+        _ => None,
+    }
 }
 
 /// Keep glibc from hoarding freed buffers. Its default mmap threshold rises after large
@@ -124,15 +154,23 @@ pub async fn run(matches: ArgMatches, env: Vec<(String, String)>) -> u8 {
         Some(c) => c.to_string(),
         None => raw.get("command").unwrap_or("backup").to_ascii_lowercase(),
     };
+    let mut raw = raw;
+    if let Some((_, sub)) = matches.subcommand()
+        && let Ok(Some(key)) = sub.try_get_one::<String>("key")
+    {
+        raw.set("backup-key", key);
+    }
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
     let code = match command.as_str() {
         "backup" => run_backup(&raw, &cancel).await,
+        "verify" => run_verify(&raw).await,
+        "restore" => run_restore(&raw).await,
         other => fail(
             "Backup failed",
             &InputError::new(
                 "command",
-                format!("{other:?} is not a command; use `backup`"),
+                format!("{other:?} is not a command; use `backup`, `verify` or `restore`"),
             )
             .into(),
         ),
@@ -198,17 +236,49 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 
 /// Report a failure (log, annotation, outputs, JSON line) and return its exit code.
 fn fail(message: &str, err: &anyhow::Error) -> u8 {
+    fail_with(message, err, Outputs::new(), None)
+}
+
+/// [`fail`], keeping outputs and summary already gathered (e.g. a backup that was written but
+/// failed its verification).
+fn fail_with(
+    message: &str,
+    err: &anyhow::Error,
+    mut outputs: Outputs,
+    summary: Option<String>,
+) -> u8 {
     let text = format!("{err:#}");
     log::error(&text);
     action::error_annotation(message, &text);
     let json = report::failure_json(message, err);
-    let mut outputs = Outputs::new();
     outputs.set("report", json.to_string());
     if let Err(e) = outputs.write() {
         log::error(format!("{e:#}"));
     }
+    let summary = format!(
+        "{}\n**{}:** {}\n",
+        summary.unwrap_or_default(),
+        action::md_cell(message),
+        action::md_cell(&text)
+    );
+    if let Err(e) = action::write_summary(&summary) {
+        log::warn(format!("{e:#}"));
+    }
     println!("{}", secrets::redact(&json.to_string()));
     exit_code(err)
+}
+
+/// Print the final report: outputs, summary, JSON line.
+fn succeed(mut outputs: Outputs, json: &serde_json::Value, summary: &str) -> u8 {
+    outputs.set("report", json.to_string());
+    if let Err(e) = outputs.write() {
+        return fail("Writing the outputs failed", &e);
+    }
+    if let Err(e) = action::write_summary(summary) {
+        log::warn(format!("{e:#}"));
+    }
+    println!("{}", secrets::redact(&json.to_string()));
+    0
 }
 
 async fn run_backup(raw: &RawInputs, cancel: &CancellationToken) -> u8 {
@@ -240,24 +310,211 @@ async fn run_backup(raw: &RawInputs, cancel: &CancellationToken) -> u8 {
             progress_interval: cfg.progress_interval,
         };
         let manifest = backup::run(source, Arc::clone(&store), &job, cancel).await?;
-        Ok::<_, anyhow::Error>((manifest, bucket))
+        let verification = if cfg.verify {
+            let _g = log::Group::new(format!("Verify {}", manifest.key));
+            Some(verify::verify(Arc::clone(&store), &manifest).await?)
+        } else {
+            None
+        };
+        Ok::<_, anyhow::Error>((manifest, bucket, verification))
+    }
+    .await;
+    let (manifest, bucket, verification) = match result {
+        Ok(r) => r,
+        Err(e) => return fail("Backup failed", &e),
+    };
+    let mut json = report::backup_json(&manifest, &bucket);
+    let mut outputs = Outputs::new();
+    report::backup_outputs(&mut outputs, &manifest, &bucket, &json);
+    let mut summary = report::backup_summary(&manifest, &bucket);
+    if let Some(v) = &verification {
+        report::add_verification(&mut json, &mut outputs, &mut summary, v);
+        for c in &v.checks {
+            log::info(format!("verified: {c}"));
+        }
+        if !v.verified {
+            let err = anyhow::anyhow!(
+                "backup {} was written but failed verification: {}",
+                manifest.key,
+                v.problems.join("; ")
+            );
+            return fail_with("Backup failed verification", &err, outputs, Some(summary));
+        }
+    }
+    succeed(outputs, &json, &summary)
+}
+
+/// Find the manifest a `verify` or `restore` works on.
+async fn select_backup(
+    cfg: &CatalogConfig,
+    store: &dyn ObjectStore,
+    budget: &Arc<Budget>,
+) -> Result<Manifest> {
+    let key = match &cfg.selector {
+        Selector::Key(k) => k.clone(),
+        selector => {
+            let name = database_dir_name(cfg, budget).await?;
+            let entries = catalog::list_backups(store, &cfg.prefix, &name).await?;
+            let picked = catalog::pick(&entries, selector).ok_or_else(|| {
+                InputError::new(
+                    if matches!(selector, Selector::Before(_)) {
+                        "before"
+                    } else {
+                        "backup-key"
+                    },
+                    format!(
+                        "no complete backup of {name:?} under {:?}{} ({} objects found there)",
+                        crate::manifest::database_dir(&cfg.prefix, &name),
+                        match selector {
+                            Selector::Before(t) =>
+                                format!(" taken at or before {}", crate::manifest::rfc3339(*t)),
+                            _ => String::new(),
+                        },
+                        entries.len()
+                    ),
+                )
+            })?;
+            picked.key.clone()
+        }
+    };
+    catalog::read_manifest(store, &key).await
+}
+
+/// The key segment of the configured database: its name (resolved when a UUID was given).
+async fn database_dir_name(cfg: &CatalogConfig, budget: &Arc<Budget>) -> Result<String> {
+    let db = cfg
+        .database
+        .as_deref()
+        .ok_or_else(|| InputError::new("database", "is required to find the latest backup"))?;
+    if !crate::config::is_uuid(db) {
+        return Ok(crate::config::sanitize_name(db));
+    }
+    let api = cfg.api.as_ref().ok_or_else(|| {
+        InputError::new(
+            "database",
+            "is a UUID: give the database name, or `api-token` so the name can be looked up",
+        )
+    })?;
+    let client = D1Client::new(api, Arc::clone(budget), ClientOptions::default())?;
+    Ok(crate::config::sanitize_name(
+        &client.resolve_database(db).await?.name,
+    ))
+}
+
+/// Print the Time Travel bookmark of a backup and the command that restores D1 to it.
+fn print_bookmark(m: &Manifest) {
+    if let Some(b) = &m.bookmark {
+        log::info(format!(
+            "Time Travel bookmark of this backup: {b}. Within D1's Time Travel window you can bring the database back to exactly this moment in place: wrangler d1 time-travel restore {} --bookmark={b}",
+            m.database.name
+        ));
+    }
+}
+
+async fn run_verify(raw: &RawInputs) -> u8 {
+    let result = async {
+        let cfg = CatalogConfig::from_inputs(raw)?;
+        warn_unread(raw, "verify");
+        let budget = Arc::new(Budget::cloudflare_default());
+        let (store, bucket) = open_store(&cfg.store, cfg.api.as_ref(), &budget).await?;
+        store.check().await?;
+        let manifest = select_backup(&cfg, store.as_ref(), &budget).await?;
+        print_bookmark(&manifest);
+        let _g = log::Group::new(format!("Verify {}", manifest.key));
+        let v = verify::verify(Arc::clone(&store), &manifest).await?;
+        Ok::<_, anyhow::Error>((manifest, bucket, v))
+    }
+    .await;
+    let (manifest, bucket, v) = match result {
+        Ok(r) => r,
+        Err(e) => return fail("Verification failed", &e),
+    };
+    for c in &v.checks {
+        log::info(format!("verified: {c}"));
+    }
+    let mut json = serde_json::json!({
+        "success": v.verified,
+        "message": if v.verified { "Backup verified" } else { "Verification failed" },
+        "key": manifest.key,
+        "bucket": bucket,
+        "timestamp": manifest.timestamp,
+    });
+    let mut outputs = Outputs::new();
+    outputs.set("key", manifest.key.clone());
+    outputs.set("bucket", bucket.clone());
+    let mut summary = format!("### Verification of `{}`\n", action::md_cell(&manifest.key));
+    report::add_verification(&mut json, &mut outputs, &mut summary, &v);
+    if !v.verified {
+        let err = anyhow::anyhow!(
+            "backup {} failed verification: {}",
+            manifest.key,
+            v.problems.join("; ")
+        );
+        return fail_with("Verification failed", &err, outputs, Some(summary));
+    }
+    succeed(outputs, &json, &summary)
+}
+
+async fn run_restore(raw: &RawInputs) -> u8 {
+    let result = async {
+        let cfg = RestoreConfig::from_inputs(raw)?;
+        warn_unread(raw, "restore");
+        let budget = Arc::new(Budget::cloudflare_default());
+        let (store, _bucket) = open_store(&cfg.catalog.store, cfg.catalog.api.as_ref(), &budget).await?;
+        store.check().await?;
+        let manifest = select_backup(&cfg.catalog, store.as_ref(), &budget).await?;
+        log::info(format!("Restoring {} (taken {})", manifest.key, manifest.timestamp));
+        print_bookmark(&manifest);
+        let mut json = serde_json::json!({
+            "success": true,
+            "message": "Restore completed",
+            "key": manifest.key,
+            "timestamp": manifest.timestamp,
+            "bookmark": manifest.bookmark,
+        });
+        let mut outputs = Outputs::new();
+        outputs.set("key", manifest.key.clone());
+        outputs.set("timestamp", manifest.timestamp.clone());
+        if let Some(b) = &manifest.bookmark {
+            outputs.set("bookmark", b.clone());
+        }
+        let mut summary = format!("### Restore of `{}`\n\n", action::md_cell(&manifest.key));
+        match &cfg.target {
+            RestoreTarget::File(path) => {
+                let _g = log::Group::new(format!("Restore to {}", path.display()));
+                let v = restore::to_file(Arc::clone(&store), &manifest, path, cfg.force).await?;
+                json["restoredTo"] = serde_json::json!(path.display().to_string());
+                json["rowCount"] = serde_json::json!(manifest.row_count);
+                outputs.set("restored-to", path.display().to_string());
+                summary.push_str(&format!("Restored into `{}`: {} tables, {} rows; {}\n", action::md_cell(&path.display().to_string()), v.tables.len(), manifest.row_count, v.checks.join("; ")));
+            }
+            RestoreTarget::D1(target) => {
+                let api = cfg.catalog.api.as_ref().ok_or_else(|| InputError::new("api-token", "is required to restore into D1"))?;
+                let client = Arc::new(D1Client::new(api, Arc::clone(&budget), ClientOptions::default())?);
+                let _g = log::Group::new(format!("Restore into D1 database {target}"));
+                let r = restore::to_d1(client, Arc::clone(&store), &manifest, target, cfg.force, cfg.create).await?;
+                json["restoredTo"] = serde_json::json!(r.database.name);
+                json["databaseId"] = serde_json::json!(r.database.uuid);
+                json["created"] = serde_json::json!(r.created);
+                json["dropped"] = serde_json::json!(r.dropped);
+                json["finalBookmark"] = serde_json::json!(r.final_bookmark);
+                json["importSeconds"] = serde_json::json!(r.import_seconds);
+                outputs.set("restored-to", r.database.name.clone());
+                summary.push_str(&format!(
+                    "Imported into D1 database `{}`{} in {:.1} s; row counts of {} tables match the manifest.\n",
+                    action::md_cell(&r.database.name),
+                    if r.created { " (created)" } else { "" },
+                    r.import_seconds,
+                    r.tables.len()
+                ));
+            }
+        }
+        Ok::<_, anyhow::Error>((json, outputs, summary))
     }
     .await;
     match result {
-        Ok((manifest, bucket)) => {
-            let json = report::backup_json(&manifest, &bucket);
-            let mut outputs = Outputs::new();
-            report::backup_outputs(&mut outputs, &manifest, &bucket, &json);
-            if let Err(e) = outputs.write() {
-                return fail("Backup failed", &e);
-            }
-            if let Err(e) = action::write_summary(&report::backup_summary(&manifest, &bucket)) {
-                log::warn(format!("{e:#}"));
-            }
-            println!("{}", secrets::redact(&json.to_string()));
-            0
-        }
-        Err(e) => fail("Backup failed", &e),
+        Ok((json, outputs, summary)) => succeed(outputs, &json, &summary),
+        Err(e) => fail("Restore failed", &e),
     }
 }
 

@@ -81,6 +81,10 @@ pub async fn run(
     if job.method == Method::Export {
         export::preflight(&schema)?;
     }
+    let dangling = dangling_references(&schema);
+    for w in &dangling {
+        log::warn(w);
+    }
     log::info(format!(
         "{} tables to back up{}",
         schema.tables.len(),
@@ -292,6 +296,31 @@ async fn attempt_backup(
         streamed.uploaded.parts
     ));
     Ok(manifest)
+}
+
+/// Warnings for kept tables whose foreign keys point at tables left out of the backup: such a
+/// backup cannot be restored into D1 (foreign keys are enforced there) on its own.
+fn dangling_references(schema: &Schema) -> Vec<String> {
+    let kept: std::collections::HashSet<String> = schema
+        .tables
+        .iter()
+        .map(|t| t.name.to_ascii_lowercase())
+        .collect();
+    schema
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.parents
+                .iter()
+                .filter(|p| !kept.contains(&p.to_ascii_lowercase()))
+                .map(move |p| {
+                    format!(
+                        "table {:?} references {p:?}, which is not in this backup: it cannot be restored with foreign keys enforced (as D1 does) unless {p:?} already exists",
+                        t.name
+                    )
+                })
+        })
+        .collect()
 }
 
 /// The Time Travel bookmark, or `None` (with a warning) when it cannot be read.

@@ -123,6 +123,8 @@ pub struct BackupConfig {
     pub selection: Selection,
     /// `None`: no progress lines.
     pub progress_interval: Option<std::time::Duration>,
+    /// Verify the backup after writing it.
+    pub verify: bool,
 }
 
 impl BackupConfig {
@@ -153,6 +155,119 @@ impl BackupConfig {
                 Some("0") => None,
                 _ => Some(duration(raw, "progress-interval", 10)?),
             },
+            verify: boolean(raw, "verify", true)?,
+        })
+    }
+}
+
+/// Settings of the commands that work on existing backups (`list`, `verify`, `restore`,
+/// `prune`).
+#[derive(Debug, Clone)]
+pub struct CatalogConfig {
+    pub store: StoreConfig,
+    pub api: Option<ApiConfig>,
+    pub prefix: String,
+    /// The database whose backups to look at: a name or UUID (`database`), or the file name
+    /// of `sqlite-file`. `None` when only an explicit `backup-key` is used.
+    pub database: Option<String>,
+    pub selector: crate::catalog::Selector,
+}
+
+impl CatalogConfig {
+    pub fn from_inputs(raw: &RawInputs) -> Result<Self> {
+        let api = api_config(raw)?;
+        let store = store_config(raw, api.as_ref())?;
+        let database = match (raw.get("database"), raw.get("sqlite-file")) {
+            (Some(d), _) => {
+                validate_database_ref(d)?;
+                Some(d.to_string())
+            }
+            (None, Some(file)) => Some(sanitize_name(
+                &PathBuf::from(file)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            )),
+            (None, None) => None,
+        };
+        let before = match raw.get("before") {
+            None => None,
+            Some(v) => Some(crate::catalog::parse_time(v).ok_or_else(|| {
+                InputError::new(
+                    "before",
+                    format!(
+                        "{:?} is not a time; use RFC 3339 (`2026-11-28T09:15:00Z`) or a date (`2026-11-28`)",
+                        truncate(v, 60)
+                    ),
+                )
+            })?),
+        };
+        let selector = crate::catalog::Selector::new(raw.get("backup-key"), before);
+        if database.is_none() && !matches!(selector, crate::catalog::Selector::Key(_)) {
+            return Err(missing(
+                "database",
+                "the database whose backups to use (or an explicit `backup-key`)",
+            ));
+        }
+        Ok(CatalogConfig {
+            store,
+            api,
+            prefix: prefix(raw)?,
+            database,
+            selector,
+        })
+    }
+}
+
+/// Where a restore goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreTarget {
+    File(PathBuf),
+    D1(String),
+}
+
+/// Settings of the restore command.
+#[derive(Debug, Clone)]
+pub struct RestoreConfig {
+    pub catalog: CatalogConfig,
+    pub target: RestoreTarget,
+    pub force: bool,
+    pub create: bool,
+}
+
+impl RestoreConfig {
+    pub fn from_inputs(raw: &RawInputs) -> Result<Self> {
+        let catalog = CatalogConfig::from_inputs(raw)?;
+        let target = match (raw.get("restore-file"), raw.get("restore-to")) {
+            (Some(_), Some(_)) => {
+                return Err(InputError::new(
+                    "restore-to",
+                    "set either `restore-file` (a SQLite file) or `restore-to` (a D1 database), not both",
+                ));
+            }
+            (Some(f), None) => RestoreTarget::File(PathBuf::from(f)),
+            (None, Some(d)) => {
+                validate_database_ref(d).map_err(|e| InputError::new("restore-to", e.message))?;
+                if catalog.api.is_none() {
+                    return Err(missing(
+                        "api-token",
+                        "a Cloudflare API token with D1 edit permission, to import into D1",
+                    ));
+                }
+                RestoreTarget::D1(d.to_string())
+            }
+            (None, None) => {
+                return Err(missing(
+                    "restore-file",
+                    "where to restore: a SQLite file path (`restore-file`, flag --to-file) or a D1 database (`restore-to`, flag --to-database)",
+                ));
+            }
+        };
+        Ok(RestoreConfig {
+            catalog,
+            target,
+            force: boolean(raw, "force", false)?,
+            create: boolean(raw, "create", false)?,
         })
     }
 }

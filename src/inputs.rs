@@ -172,6 +172,48 @@ pub const INPUTS: &[InputSpec] = &[
         "Data only: `true` leaves CREATE statements out.",
     ),
     input(
+        "verify",
+        &[],
+        "true",
+        "After a backup, download it again, restore it into a temporary SQLite database the way D1 would, and check hashes, integrity, foreign keys and row counts.",
+    ),
+    input(
+        "backup-key",
+        &[],
+        "latest",
+        "For `verify` and `restore`: the object key of the backup, or `latest` (the newest complete backup of `database`).",
+    ),
+    input(
+        "before",
+        &[],
+        "",
+        "For `verify` and `restore`: use the newest complete backup taken at or before this time (RFC 3339, or a date meaning the end of that day, UTC).",
+    ),
+    input(
+        "restore-file",
+        &[],
+        "",
+        "For `restore`: write the restored database to this SQLite file (flag `--to-file`).",
+    ),
+    input(
+        "restore-to",
+        &[],
+        "",
+        "For `restore`: import the backup into this D1 database (name or UUID; flag `--to-database`). It must be empty unless `force` is set.",
+    ),
+    input(
+        "force",
+        &[],
+        "false",
+        "For `restore`: replace an existing file, or drop the tables of a non-empty D1 database (also needed to restore into the database the backup came from).",
+    ),
+    input(
+        "create",
+        &[],
+        "false",
+        "For `restore` into D1: create the target database when it does not exist.",
+    ),
+    input(
         "progress-interval",
         &[],
         "10s",

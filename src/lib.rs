@@ -16,6 +16,7 @@
 pub mod action;
 pub mod app;
 pub mod backup;
+pub mod catalog;
 pub mod compress;
 pub mod config;
 pub mod contract;
@@ -29,9 +30,11 @@ pub mod manifest;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
+pub mod restore;
 pub mod secrets;
 pub mod source;
 pub mod store;
+pub mod verify;
 
 /// A stage stopped because another stage stopped first (never the root cause).
 #[derive(Debug, Clone, Copy, thiserror::Error)]

@@ -44,6 +44,14 @@ pub const OUTPUTS: &[(&str, &str)] = &[
         "With `method: export`: seconds the database was blocked by the export.",
     ),
     (
+        "verified",
+        "`true` when the backup was restored into a temporary database and every check passed; `false` when a check failed.",
+    ),
+    (
+        "restored-to",
+        "For `restore`: the file or D1 database restored into.",
+    ),
+    (
         "report",
         "The whole report as JSON (also the last line on stdout).",
     ),
@@ -194,4 +202,31 @@ pub fn tables_markdown(tables: &[crate::dump::TableStats], total_rows: u64) -> S
         tables.len()
     ));
     s
+}
+
+/// Add a verification result to the JSON report, the outputs and the summary.
+pub fn add_verification(
+    json: &mut Value,
+    outputs: &mut Outputs,
+    summary: &mut String,
+    v: &crate::verify::VerifyReport,
+) {
+    json["verified"] = json!(v.verified);
+    json["verification"] =
+        json!({ "checks": v.checks, "problems": v.problems, "durationMs": v.duration_ms });
+    outputs.set("verified", v.verified.to_string());
+    summary.push_str(&format!(
+        "\n**Verification:** {}\n\n",
+        if v.verified {
+            "✅ passed"
+        } else {
+            "❌ failed"
+        }
+    ));
+    for c in &v.checks {
+        summary.push_str(&format!("- {}\n", md_cell(c)));
+    }
+    for p in &v.problems {
+        summary.push_str(&format!("- ❌ {}\n", md_cell(p)));
+    }
 }

@@ -20,18 +20,22 @@ fn peak_memory_does_not_grow_with_the_database() {
     fake.add_database("small", &small);
     fake.add_database("large", &large);
 
+    // Backups (without their own verification, which is measured separately below).
     let measure = |db: &str| {
-        let r = run::run(&["backup"], &cli_env(&fake, db, &endpoint, &bucket));
+        let mut env = cli_env(&fake, db, &endpoint, &bucket);
+        env.insert("D1_BACKUP_VERIFY".into(), "false".into());
+        let r = run::run(&["backup"], &env);
         assert_eq!(r.code, 0, "{}", r.stderr);
         let report = r.report();
         (
             r.max_rss_kib,
             report["sizeBytes"].as_u64().unwrap(),
             report["rowCount"].as_u64().unwrap(),
+            report["key"].as_str().unwrap().to_string(),
         )
     };
-    let (rss_small, sql_small, rows_small) = measure("small");
-    let (rss_large, sql_large, rows_large) = measure("large");
+    let (rss_small, sql_small, rows_small, key_small) = measure("small");
+    let (rss_large, sql_large, rows_large, key_large) = measure("large");
     eprintln!(
         "peak RSS: {rows_small} rows / {sql_small} bytes of SQL -> {rss_small} KiB; {rows_large} rows / {sql_large} bytes -> {rss_large} KiB"
     );
@@ -43,5 +47,21 @@ fn peak_memory_does_not_grow_with_the_database() {
     assert!(
         (0.8..=1.2).contains(&ratio),
         "peak RSS grew from {rss_small} KiB to {rss_large} KiB ({ratio:.2}x)"
+    );
+
+    // Verifying them: the 10× backup is restored with the same peak memory.
+    let verify = |db: &str, key: &str| {
+        let r = run::run(&["verify", key], &cli_env(&fake, db, &endpoint, &bucket));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.report()["verified"], true);
+        r.max_rss_kib
+    };
+    let vrss_small = verify("small", &key_small);
+    let vrss_large = verify("large", &key_large);
+    eprintln!("verify peak RSS: {vrss_small} KiB (fixture) -> {vrss_large} KiB (10x)");
+    let ratio = vrss_large as f64 / vrss_small as f64;
+    assert!(
+        (0.8..=1.2).contains(&ratio),
+        "verification peak RSS grew from {vrss_small} KiB to {vrss_large} KiB ({ratio:.2}x)"
     );
 }

@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod export;
+pub mod import;
 pub mod retry;
 pub mod types;
 

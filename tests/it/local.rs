@@ -27,7 +27,14 @@ fn local_file_to_local_directory() {
     assert_eq!(report["consistent"], true);
     let store = LocalStore::new(&out);
     let keys = support::keys(&store, "");
-    assert_eq!(keys, vec![key.to_string(), format!("{key}.manifest.json")]);
+    assert_eq!(
+        keys,
+        vec![
+            key.to_string(),
+            format!("{key}.manifest.json"),
+            format!("{key}.verify.json")
+        ]
+    );
     let sql = support::sql_of(&std::fs::read(out.join(key)).unwrap(), key);
     let restored = dir.path().join("restored.sqlite");
     restore_d1_rules(&sql, &restored);

@@ -8,6 +8,7 @@ mod contract;
 mod export;
 mod inputs;
 mod local;
+mod restore;
 mod roundtrip;
 mod secrets;
 mod signals;

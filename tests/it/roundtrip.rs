@@ -22,6 +22,8 @@ fn query_backup_restores_exactly() {
     let report = r.report();
     assert_eq!(report["success"], true);
     assert_eq!(report["message"], "Backup completed successfully");
+    // The backup was downloaded again, restored and checked before the run reported success.
+    assert_eq!(report["verified"], true, "{}", r.stdout);
     let key = report["key"].as_str().unwrap().to_string();
     assert!(
         key.starts_with("prod-db/backup-") && key.ends_with(".sql.zst"),

@@ -130,8 +130,8 @@ pub fn build(path: &Path, many_rows: u64) {
         params![Vec::<u8>::new(), all, vec![0u8; 10]],
     )
     .unwrap();
-    // big values: 1.5 MB text and blob, a 150 KB numeric-looking text in an INTEGER column,
-    // a 120 KB text with newlines.
+    // big values (one per row: D1 caps a row at 2,000,000 bytes): 1.5 MB text, 1.5 MB blob,
+    // a 150 KB numeric-looking text in an INTEGER column, a 120 KB text with newlines.
     let big_text: String = (0..1_500_000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
@@ -141,8 +141,13 @@ pub fn build(path: &Path, many_rows: u64) {
     let numeric_text = format!("{}x", "0123456789".repeat(15_000));
     let lines = "row with 'quotes'\n".repeat(7_000);
     tx.execute(
-        "INSERT INTO big_values VALUES(1, ?1, ?2, ?3, ?4)",
-        params![big_text, big_blob, numeric_text, lines],
+        "INSERT INTO big_values VALUES(1, ?1, NULL, ?2, ?3)",
+        params![big_text, numeric_text, lines],
+    )
+    .unwrap();
+    tx.execute(
+        "INSERT INTO big_values VALUES(3, NULL, ?1, NULL, NULL)",
+        params![big_blob],
     )
     .unwrap();
     tx.execute(

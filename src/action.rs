@@ -125,6 +125,16 @@ impl Outputs {
     }
 }
 
+/// Set an environment variable for the job's later steps (`$GITHUB_ENV`), if running there.
+pub fn export_env(name: &str, value: &str) -> Result<()> {
+    let Some(path) = env_path("GITHUB_ENV") else {
+        return Ok(());
+    };
+    let mut o = Outputs::new();
+    o.set(name, value);
+    append(&path, &o.render()?).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Append Markdown to `$GITHUB_STEP_SUMMARY`, if set, cutting it to [`SUMMARY_LIMIT`].
 pub fn write_summary(markdown: &str) -> Result<()> {
     let Some(path) = env_path("GITHUB_STEP_SUMMARY") else {

@@ -31,7 +31,7 @@ use crate::source::sqlite::SqliteSource;
 use crate::store::ObjectStore;
 use crate::store::local::LocalStore;
 use crate::store::s3::S3Store;
-use crate::{Cancelled, log, report, restore, secrets, verify};
+use crate::{Cancelled, log, prune, report, restore, secrets, verify};
 
 /// Build the command-line interface. Every input is also a `--flag` of the same name.
 pub fn cli() -> Command {
@@ -45,6 +45,8 @@ pub fn cli() -> Command {
                 .about("Download a backup, restore it into a temporary SQLite database and check it")
                 .arg(Arg::new("key").value_name("KEY|latest").help("Backup key, or `latest` (default)")),
         )
+        .subcommand(Command::new("list").about("List the backups of a database, newest first (--json for scripts)"))
+        .subcommand(Command::new("prune").about("Apply the keep-* retention policy (--dry-run shows what would happen)"))
         .subcommand(
             Command::new("restore")
                 .about("Restore a backup to a SQLite file (--to-file) or into a D1 database (--to-database)")
@@ -163,14 +165,31 @@ pub async fn run(matches: ArgMatches, env: Vec<(String, String)>) -> u8 {
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
     let code = match command.as_str() {
-        "backup" => run_backup(&raw, &cancel).await,
+        "backup" => {
+            let code = run_backup(&raw, &cancel).await;
+            // Later steps of the job (a separate `prune`) see whether this backup worked.
+            let result = if code == 0 { "success" } else { "failure" };
+            if let Err(e) = action::export_env("D1_BACKUP_LAST_RESULT", result) {
+                log::warn(format!("{e:#}"));
+            }
+            code
+        }
         "verify" => run_verify(&raw).await,
         "restore" => run_restore(&raw).await,
+        "list" => run_list(&raw).await,
+        "prune" => run_prune(
+            &raw,
+            env.iter()
+                .any(|(k, v)| k == "D1_BACKUP_LAST_RESULT" && v == "failure"),
+        )
+        .await,
         other => fail(
             "Backup failed",
             &InputError::new(
                 "command",
-                format!("{other:?} is not a command; use `backup`, `verify` or `restore`"),
+                format!(
+                    "{other:?} is not a command; use `backup`, `list`, `prune`, `verify` or `restore`"
+                ),
             )
             .into(),
         ),
@@ -316,10 +335,10 @@ async fn run_backup(raw: &RawInputs, cancel: &CancellationToken) -> u8 {
         } else {
             None
         };
-        Ok::<_, anyhow::Error>((manifest, bucket, verification))
+        Ok::<_, anyhow::Error>((cfg, store, manifest, bucket, verification))
     }
     .await;
-    let (manifest, bucket, verification) = match result {
+    let (cfg, store, manifest, bucket, verification) = match result {
         Ok(r) => r,
         Err(e) => return fail("Backup failed", &e),
     };
@@ -341,6 +360,118 @@ async fn run_backup(raw: &RawInputs, cancel: &CancellationToken) -> u8 {
             return fail_with("Backup failed verification", &err, outputs, Some(summary));
         }
     }
+    // Retention runs only after a backup that was written and verified.
+    if !cfg.retention.is_empty() {
+        let _g = log::Group::new("Retention");
+        let database = crate::config::sanitize_name(&manifest.database.name);
+        match prune::prune(
+            store.as_ref(),
+            &cfg.prefix,
+            &database,
+            &cfg.retention,
+            chrono::Utc::now(),
+            false,
+            cfg.dry_run,
+        )
+        .await
+        {
+            Ok(p) => report::add_prune(&mut json, &mut outputs, &mut summary, &p),
+            Err(e) => {
+                let err = e.context(format!(
+                    "backup {} succeeded, but pruning failed",
+                    manifest.key
+                ));
+                return fail_with("Retention failed", &err, outputs, Some(summary));
+            }
+        }
+    }
+    succeed(outputs, &json, &summary)
+}
+
+async fn run_list(raw: &RawInputs) -> u8 {
+    let result = async {
+        let cfg = CatalogConfig::from_inputs(raw)?;
+        let as_json = crate::config::boolean(raw, "json", false)?;
+        warn_unread(raw, "list");
+        let budget = Arc::new(Budget::cloudflare_default());
+        let (store, bucket) = open_store(&cfg.store, cfg.api.as_ref(), &budget).await?;
+        store.check().await?;
+        let name = database_dir_name(&cfg, &budget).await?;
+        let items = prune::list(store.as_ref(), &cfg.prefix, &name).await?;
+        Ok::<_, anyhow::Error>((items, bucket, as_json, name))
+    }
+    .await;
+    let (items, bucket, as_json, name) = match result {
+        Ok(r) => r,
+        Err(e) => return fail("List failed", &e),
+    };
+    if !as_json {
+        // The human table goes to stderr with the logs; stdout keeps the JSON line.
+        eprint!("{}", prune::table(&items));
+    }
+    let json = serde_json::json!({
+        "success": true,
+        "message": format!("{} backups of {name}", items.len()),
+        "bucket": bucket,
+        "database": name,
+        "backups": items,
+    });
+    let mut outputs = Outputs::new();
+    outputs.set("bucket", bucket.clone());
+    let summary = format!(
+        "### Backups of `{}` in `{}`\n\n{} backups, {} complete.\n",
+        action::md_cell(&name),
+        action::md_cell(&bucket),
+        items.len(),
+        items.iter().filter(|i| i.entry.complete).count()
+    );
+    succeed(outputs, &json, &summary)
+}
+
+async fn run_prune(raw: &RawInputs, last_run_failed: bool) -> u8 {
+    let result = async {
+        let cfg = CatalogConfig::from_inputs(raw)?;
+        let policy = crate::config::retention_policy(raw)?;
+        let dry_run = crate::config::boolean(raw, "dry-run", false)?;
+        warn_unread(raw, "prune");
+        if policy.is_empty() {
+            log::warn("no keep-* input is set: nothing is ever deleted without a retention policy");
+        }
+        if last_run_failed {
+            log::warn("the backup earlier in this job failed (D1_BACKUP_LAST_RESULT=failure): deleting nothing");
+        }
+        let budget = Arc::new(Budget::cloudflare_default());
+        let (store, bucket) = open_store(&cfg.store, cfg.api.as_ref(), &budget).await?;
+        store.check().await?;
+        let name = database_dir_name(&cfg, &budget).await?;
+        let _g = log::Group::new(format!("Retention for {name}"));
+        let p = prune::prune(
+            store.as_ref(),
+            &cfg.prefix,
+            &name,
+            &policy,
+            chrono::Utc::now(),
+            last_run_failed,
+            dry_run,
+        )
+        .await?;
+        Ok::<_, anyhow::Error>((p, bucket, name))
+    }
+    .await;
+    let (p, bucket, name) = match result {
+        Ok(r) => r,
+        Err(e) => return fail("Prune failed", &e),
+    };
+    let mut json = serde_json::json!({
+        "success": true,
+        "message": if p.dry_run { "Prune dry run completed" } else { "Prune completed" },
+        "bucket": bucket,
+        "database": name,
+    });
+    let mut outputs = Outputs::new();
+    outputs.set("bucket", bucket);
+    let mut summary = format!("### Retention for `{}`\n", action::md_cell(&name));
+    report::add_prune(&mut json, &mut outputs, &mut summary, &p);
     succeed(outputs, &json, &summary)
 }
 

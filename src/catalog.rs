@@ -97,12 +97,18 @@ pub async fn read_manifest(store: &dyn ObjectStore, key: &str) -> Result<Manifes
             "backup {key:?} has no manifest ({mkey}): it is incomplete (an interrupted upload) and cannot be trusted"
         );
     }
-    let mut body = store.get(&mkey).await?;
-    let mut text = Vec::new();
-    body.read_to_end(&mut text)
-        .await
-        .with_context(|| format!("reading {mkey}"))?;
+    let text = read_small(store, &mkey).await?;
     serde_json::from_slice(&text).with_context(|| format!("{mkey} is not a d1-backup manifest"))
+}
+
+/// Read a small object (a manifest, a report) whole.
+pub async fn read_small(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>> {
+    let mut body = store.get(key).await?;
+    let mut out = Vec::new();
+    body.read_to_end(&mut out)
+        .await
+        .with_context(|| format!("reading {key}"))?;
+    Ok(out)
 }
 
 /// Parse a `before` time: RFC 3339, or a date (`2026-11-28`, meaning the end of that day).

@@ -125,6 +125,9 @@ pub struct BackupConfig {
     pub progress_interval: Option<std::time::Duration>,
     /// Verify the backup after writing it.
     pub verify: bool,
+    /// Prune after a successful backup (empty: never).
+    pub retention: crate::retention::Policy,
+    pub dry_run: bool,
 }
 
 impl BackupConfig {
@@ -156,8 +159,44 @@ impl BackupConfig {
                 _ => Some(duration(raw, "progress-interval", 10)?),
             },
             verify: boolean(raw, "verify", true)?,
+            retention: retention_policy(raw)?,
+            dry_run: boolean(raw, "dry-run", false)?,
         })
     }
+}
+
+/// The retention policy from the `keep-*` inputs.
+pub fn retention_policy(raw: &RawInputs) -> Result<crate::retention::Policy> {
+    let count = |name: &str| -> Result<Option<u32>> {
+        match raw.get(name) {
+            None => Ok(None),
+            Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
+                InputError::new(
+                    name,
+                    format!(
+                        "{:?} is not a count; use a whole number (0 or more)",
+                        truncate(v, 40)
+                    ),
+                )
+            }),
+        }
+    };
+    let within =
+        match raw.get("keep-within") {
+            None => None,
+            Some(v) => Some(v.parse::<crate::retention::Within>().map_err(|e| {
+                InputError::new("keep-within", format!("{:?}: {e}", truncate(v, 40)))
+            })?),
+        };
+    Ok(crate::retention::Policy {
+        keep_last: count("keep-last")?,
+        keep_hourly: count("keep-hourly")?,
+        keep_daily: count("keep-daily")?,
+        keep_weekly: count("keep-weekly")?,
+        keep_monthly: count("keep-monthly")?,
+        keep_yearly: count("keep-yearly")?,
+        keep_within: within,
+    })
 }
 
 /// Settings of the commands that work on existing backups (`list`, `verify`, `restore`,
@@ -838,6 +877,11 @@ mod tests {
             ("consistency-retries", "-1", "consistency-retries"),
             ("no-data", "maybe", "no-data"),
             ("no-schema", "2", "no-schema"),
+            ("keep-daily", "seven", "keep-daily"),
+            ("keep-last", "-3", "keep-last"),
+            ("keep-within", "30", "keep-within"),
+            ("keep-within", "1d1y", "keep-within"),
+            ("dry-run", "perhaps", "dry-run"),
             ("account-id", "xyz", "account-id"),
             (
                 "account-id",

@@ -43,6 +43,15 @@ pub const OUTPUTS: &[(&str, &str)] = &[
         "export-seconds",
         "With `method: export`: seconds the database was blocked by the export.",
     ),
+    ("kept", "Retention: number of backups kept."),
+    (
+        "deleted",
+        "Retention: number of backups deleted (or that a dry run would delete).",
+    ),
+    (
+        "deleted-keys",
+        "Retention: JSON array of the keys of the deleted backups.",
+    ),
     (
         "verified",
         "`true` when the backup was restored into a temporary database and every check passed; `false` when a check failed.",
@@ -228,5 +237,83 @@ pub fn add_verification(
     }
     for p in &v.problems {
         summary.push_str(&format!("- ❌ {}\n", md_cell(p)));
+    }
+}
+
+/// Add a retention outcome to the JSON report, the outputs and the summary.
+pub fn add_prune(
+    json: &mut Value,
+    outputs: &mut Outputs,
+    summary: &mut String,
+    p: &crate::prune::PruneOutcome,
+) {
+    use crate::retention::Action;
+    let would: Vec<&str> = p
+        .plan
+        .decisions
+        .iter()
+        .filter(|d| d.action == Action::Delete)
+        .map(|d| d.key.as_str())
+        .collect();
+    let deleted: Vec<&str> = if p.dry_run {
+        would.clone()
+    } else {
+        p.deleted.iter().map(String::as_str).collect()
+    };
+    json["retention"] = json!({
+        "dryRun": p.dry_run,
+        "kept": p.kept(),
+        "deleted": deleted.len(),
+        "deletedKeys": deleted,
+        "hold": p.plan.hold.as_ref().map(|h| h.to_string()),
+        "failures": p.failures,
+        "abortedUploads": p.aborted_uploads,
+        "decisions": p.plan.decisions,
+    });
+    outputs.set("kept", p.kept().to_string());
+    outputs.set("deleted", deleted.len().to_string());
+    outputs.set("deleted-keys", json!(deleted).to_string());
+    summary.push_str(&format!(
+        "\n**Retention{}:** {} kept, {} {}{}\n\n| Backup | Decision | Why |\n|---|---|---|\n",
+        if p.dry_run { " (dry run)" } else { "" },
+        p.kept(),
+        deleted.len(),
+        if p.dry_run {
+            "would be deleted"
+        } else {
+            "deleted"
+        },
+        p.plan
+            .hold
+            .as_ref()
+            .map(|h| format!(" — nothing deleted: {h}"))
+            .unwrap_or_default()
+    ));
+    const ROWS: usize = 200;
+    for d in p.plan.decisions.iter().take(ROWS) {
+        let decision = match d.action {
+            Action::Keep => "keep",
+            Action::Delete if p.dry_run => "would delete",
+            Action::Delete => "delete",
+            Action::Ignore => "leave",
+        };
+        summary.push_str(&format!(
+            "| `{}` | {decision} | {} |\n",
+            md_cell(crate::store::basename(&d.key)),
+            md_cell(&d.reasons.join(", "))
+        ));
+    }
+    if p.plan.decisions.len() > ROWS {
+        summary.push_str(&format!(
+            "| … {} more | | |\n",
+            p.plan.decisions.len() - ROWS
+        ));
+    }
+    for f in &p.failures {
+        summary.push_str(&format!(
+            "\n> ⚠️ could not delete `{}`: {}\n",
+            md_cell(&f.key),
+            md_cell(&f.message)
+        ));
     }
 }

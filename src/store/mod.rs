@@ -53,7 +53,7 @@ pub struct Uploaded {
 }
 
 /// A key that could not be deleted.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeleteFailure {
     pub key: String,
     pub message: String,

@@ -9,6 +9,7 @@ mod export;
 mod inputs;
 mod local;
 mod restore;
+mod retention;
 mod roundtrip;
 mod secrets;
 mod signals;

@@ -1,0 +1,199 @@
+//! Carrying out a retention plan on a store, and listing a database's backups.
+//!
+//! The policy itself is pure ([`crate::retention`]); this module lists what the tool wrote
+//! for one database (nothing else in the bucket is ever considered), applies the plan, and
+//! deletes in batches — each deleted backup's manifest before its object (a crash leaves an
+//! incomplete backup that a later run removes, never a manifest without data), plus its
+//! verification report. Per-key failures (an R2 bucket lock, for instance) are reported and
+//! the rest continues. Multipart uploads of the database that were abandoned more than a day
+//! ago are aborted.
+
+use anyhow::Result;
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::catalog::{self, BackupEntry, VERIFY_SUFFIX};
+use crate::log;
+use crate::manifest::{self, Manifest};
+use crate::retention::{self, Action, Entry, Plan, Policy};
+use crate::store::{DeleteFailure, ObjectStore};
+
+/// What a prune did (or, on a dry run, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneOutcome {
+    pub plan: Plan,
+    pub dry_run: bool,
+    /// Backup objects removed (their manifests and reports went with them).
+    pub deleted: Vec<String>,
+    pub failures: Vec<DeleteFailure>,
+    pub aborted_uploads: usize,
+}
+
+impl PruneOutcome {
+    pub fn kept(&self) -> usize {
+        self.plan.kept()
+    }
+}
+
+/// Apply `policy` to the backups of `database` under `prefix`.
+pub async fn prune(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    database: &str,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    current_run_failed: bool,
+    dry_run: bool,
+) -> Result<PruneOutcome> {
+    let entries = catalog::list_backups(store, prefix, database).await?;
+    let plan = retention::plan(
+        policy,
+        &entries
+            .iter()
+            .map(|e| Entry {
+                key: e.key.clone(),
+                time: e.time,
+                complete: e.complete,
+            })
+            .collect::<Vec<_>>(),
+        now,
+        current_run_failed,
+    );
+    if let Some(hold) = &plan.hold {
+        log::info(format!("Retention: deleting nothing ({hold})"));
+    }
+    let mut outcome = PruneOutcome {
+        plan,
+        dry_run,
+        deleted: Vec::new(),
+        failures: Vec::new(),
+        aborted_uploads: 0,
+    };
+    let doomed: Vec<&retention::Decision> = outcome
+        .plan
+        .decisions
+        .iter()
+        .filter(|d| d.action == Action::Delete)
+        .collect();
+    for d in &outcome.plan.decisions {
+        let verb = match (d.action, dry_run) {
+            (Action::Keep, _) => "keep",
+            (Action::Delete, true) => "would delete",
+            (Action::Delete, false) => "delete",
+            (Action::Ignore, _) => "leave",
+        };
+        log::info(format!("{verb:>12} {} ({})", d.key, d.reasons.join(", ")));
+    }
+    if dry_run || doomed.is_empty() {
+        return Ok(outcome);
+    }
+    // Manifests (and reports) first, objects last.
+    let mut keys: Vec<String> = Vec::new();
+    for d in &doomed {
+        if d.complete {
+            keys.push(Manifest::key_for(&d.key));
+            keys.push(format!("{}{VERIFY_SUFFIX}", d.key));
+        }
+    }
+    keys.extend(doomed.iter().map(|d| d.key.clone()));
+    let failures = store.delete(&keys).await?;
+    for f in &failures {
+        log::warn(format!(
+            "could not delete {}: {} (an R2 bucket lock rule may protect it; it is kept)",
+            f.key, f.message
+        ));
+    }
+    outcome.deleted = doomed
+        .iter()
+        .map(|d| d.key.clone())
+        .filter(|k| !failures.iter().any(|f| &f.key == k))
+        .collect();
+    outcome.failures = failures;
+    let dir = manifest::database_dir(prefix, database);
+    match store
+        .abort_stale_uploads(&dir, now - Duration::days(1))
+        .await
+    {
+        Ok(n) => outcome.aborted_uploads = n,
+        Err(e) => log::warn(format!("could not clean up abandoned uploads: {e:#}")),
+    }
+    Ok(outcome)
+}
+
+/// A backup as `list` shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listed {
+    #[serde(flatten)]
+    pub entry: BackupEntry,
+    pub sql_bytes: Option<u64>,
+    pub tables: Option<usize>,
+    pub rows: Option<u64>,
+    pub method: Option<String>,
+    pub verified: Option<bool>,
+}
+
+/// The backups of `database` with what their manifests and reports say, newest first.
+pub async fn list(store: &dyn ObjectStore, prefix: &str, database: &str) -> Result<Vec<Listed>> {
+    let entries = catalog::list_backups(store, prefix, database).await?;
+    let all_keys: std::collections::HashSet<String> = store
+        .list(&manifest::database_dir(prefix, database))
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let m = if e.complete {
+            catalog::read_manifest(store, &e.key).await.ok()
+        } else {
+            None
+        };
+        let verified = if all_keys.contains(&format!("{}{VERIFY_SUFFIX}", e.key)) {
+            read_verified(store, &e.key).await
+        } else {
+            None
+        };
+        out.push(Listed {
+            sql_bytes: m.as_ref().map(|m| m.sql.size),
+            tables: m.as_ref().map(|m| m.table_count),
+            rows: m.as_ref().map(|m| m.row_count),
+            method: m.map(|m| m.method),
+            verified,
+            entry: e,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_verified(store: &dyn ObjectStore, key: &str) -> Option<bool> {
+    let bytes = catalog::read_small(store, &format!("{key}{VERIFY_SUFFIX}"))
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v["verified"].as_bool()
+}
+
+/// The human table of `list`.
+pub fn table(items: &[Listed]) -> String {
+    let mut s = format!(
+        "{:<58} {:>12} {:>12} {:>7} {:>11} {:<9} {}\n",
+        "KEY", "STORED", "SQL", "TABLES", "ROWS", "COMPLETE", "VERIFIED"
+    );
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    for i in items {
+        s.push_str(&format!(
+            "{:<58} {:>12} {:>12} {:>7} {:>11} {:<9} {}\n",
+            i.entry.key,
+            crate::progress::human_bytes(i.entry.size),
+            opt(i.sql_bytes.map(crate::progress::human_bytes)),
+            opt(i.tables.map(|t| t.to_string())),
+            opt(i.rows.map(|r| r.to_string())),
+            if i.entry.complete { "yes" } else { "NO" },
+            opt(i
+                .verified
+                .map(|v| if v { "yes".into() } else { "FAILED".into() }))
+        ));
+    }
+    s
+}

@@ -23,9 +23,8 @@ pub struct Weed {
 
 impl Drop for Weed {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
+        // Closing the guardian's stdin makes it stop weed (see `start`).
+        drop(self.child.stdin.take());
         let t0 = Instant::now();
         while self.child.try_wait().ok().flatten().is_none()
             && t0.elapsed() < Duration::from_secs(10)
@@ -112,7 +111,13 @@ fn start(bin: &PathBuf) -> Weed {
         base += 5;
     }
     let d = dir.path().display().to_string();
-    let child = Command::new(bin)
+    // The server lives in a static, and statics are never dropped: a small `sh` guardian
+    // runs weed and stops it as soon as its stdin reaches EOF, which the kernel delivers
+    // when this test process exits for any reason (even a panic or SIGKILL).
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$0" "$@" & w=$!; read -r _; kill "$w"; wait "$w""#)
+        .arg(bin)
         .arg(format!("-logdir={d}"))
         .args([
             "mini",
@@ -133,6 +138,7 @@ fn start(bin: &PathBuf) -> Weed {
             "-s3.port.lance=0",
             "-master.telemetry=false",
         ])
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

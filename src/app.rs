@@ -31,7 +31,7 @@ use crate::source::sqlite::SqliteSource;
 use crate::store::ObjectStore;
 use crate::store::local::LocalStore;
 use crate::store::s3::S3Store;
-use crate::{Cancelled, log, prune, report, restore, secrets, verify};
+use crate::{Cancelled, log, many, prune, report, restore, secrets, verify};
 
 /// Build the command-line interface. Every input is also a `--flag` of the same name.
 pub fn cli() -> Command {
@@ -91,6 +91,7 @@ fn flag_alias(input: &str) -> Option<&'static str> {
     match input {
         "restore-file" => Some("to-file"),
         "restore-to" => Some("to-database"),
+        "age-identity-file" => Some("identity-file"),
         _ => None,
     }
 }
@@ -301,51 +302,146 @@ fn succeed(mut outputs: Outputs, json: &serde_json::Value, summary: &str) -> u8 
 }
 
 async fn run_backup(raw: &RawInputs, cancel: &CancellationToken) -> u8 {
-    let result = async {
+    let prepared = async {
         let cfg = BackupConfig::from_inputs(raw)?;
         warn_unread(raw, "backup");
         let connect = log::Group::new("Connect");
         let budget = Arc::new(Budget::cloudflare_default());
-        let source = open_source(&cfg.source, &budget).await?;
         let (store, bucket) = open_store(&cfg.store, cfg.api.as_ref(), &budget).await?;
         store.check().await?;
+        let targets = match &cfg.source {
+            SourceConfig::D1Many {
+                api,
+                databases,
+                exclude,
+            } => {
+                let client = Arc::new(D1Client::new(
+                    api,
+                    Arc::clone(&budget),
+                    ClientOptions::default(),
+                )?);
+                Targets::Many(many::resolve(client, databases, exclude).await?)
+            }
+            single => Targets::One(open_source(single, &budget).await?),
+        };
         drop(connect);
-        let _group = log::Group::new(format!("Back up {}", source.info().name));
-        let job = BackupJob {
-            prefix: cfg.prefix.clone(),
-            compression: Compression::new(cfg.compression_level, cfg.compression_threads),
-            dump: DumpOptions {
-                filter: TableFilter {
-                    include: cfg.selection.tables.clone(),
-                    exclude: cfg.selection.exclude_tables.clone(),
-                },
-                no_data: cfg.selection.no_data,
-                no_schema: cfg.selection.no_schema,
-                ..DumpOptions::default()
-            },
-            method: cfg.method,
-            export_timeout: cfg.export_timeout,
-            consistency_retries: cfg.consistency_retries,
-            progress_interval: cfg.progress_interval,
-        };
-        let manifest = backup::run(source, Arc::clone(&store), &job, cancel).await?;
-        let verification = if cfg.verify {
-            let _g = log::Group::new(format!("Verify {}", manifest.key));
-            Some(verify::verify(Arc::clone(&store), &manifest).await?)
-        } else {
-            None
-        };
-        Ok::<_, anyhow::Error>((cfg, store, manifest, bucket, verification))
+        Ok::<_, anyhow::Error>((cfg, store, bucket, targets))
     }
     .await;
-    let (cfg, store, manifest, bucket, verification) = match result {
+    let (cfg, store, bucket, targets) = match prepared {
         Ok(r) => r,
         Err(e) => return fail("Backup failed", &e),
     };
-    let mut json = report::backup_json(&manifest, &bucket);
+    match targets {
+        Targets::One(source) => {
+            let _group = log::Group::new(format!("Back up {}", source.info().name));
+            let one = backup_one(&cfg, source, &store, &bucket, cancel).await;
+            match one.failure {
+                Some((message, err)) => fail_with(message, &err, one.outputs, Some(one.summary)),
+                None => succeed(one.outputs, &one.json, &one.summary),
+            }
+        }
+        Targets::Many(targets) => {
+            log::info(format!(
+                "Backing up {} databases, {} at a time",
+                targets.len(),
+                cfg.concurrency
+            ));
+            let outcomes = many::run_bounded(targets, cfg.concurrency, |t| {
+                let (cfg, store, bucket) = (&cfg, &store, &bucket);
+                async move {
+                    let label = t.label.clone();
+                    log::scoped(&label, async move {
+                        match t.resolved {
+                            Err(err) => many::Outcome::failed(t.label, "Backup failed", err),
+                            Ok((client, db)) => {
+                                log::info(format!("Back up {}", db.name));
+                                let source: Arc<dyn Source> = Arc::new(D1Source::new(client, &db));
+                                let one = backup_one(cfg, source, store, bucket, cancel).await;
+                                match one.failure {
+                                    Some((message, err)) => {
+                                        log::error(format!("{err:#}"));
+                                        many::Outcome::failed_with(db.name, message, err, one.json)
+                                    }
+                                    None => many::Outcome::succeeded(db.name, one.json),
+                                }
+                            }
+                        }
+                    })
+                    .await
+                }
+            })
+            .await;
+            finish_many(outcomes, &bucket, cancel)
+        }
+    }
+}
+
+/// What a backup run covers: one source, or many D1 databases.
+enum Targets {
+    One(Arc<dyn Source>),
+    Many(Vec<many::Target>),
+}
+
+/// The result of backing up one database: its report, outputs and summary, and the failure
+/// (with its headline) if any step failed.
+struct OneBackup {
+    json: serde_json::Value,
+    outputs: Outputs,
+    summary: String,
+    failure: Option<(&'static str, anyhow::Error)>,
+}
+
+/// Back up one source: dump and upload, verify, apply retention.
+async fn backup_one(
+    cfg: &BackupConfig,
+    source: Arc<dyn Source>,
+    store: &Arc<dyn ObjectStore>,
+    bucket: &str,
+    cancel: &CancellationToken,
+) -> OneBackup {
+    let failed = |message: &'static str, err: anyhow::Error| OneBackup {
+        json: report::failure_json(message, &err),
+        outputs: Outputs::new(),
+        summary: String::new(),
+        failure: Some((message, err)),
+    };
+    let job = BackupJob {
+        prefix: cfg.prefix.clone(),
+        compression: Compression::new(cfg.compression_level, cfg.compression_threads),
+        dump: DumpOptions {
+            filter: TableFilter {
+                include: cfg.selection.tables.clone(),
+                exclude: cfg.selection.exclude_tables.clone(),
+            },
+            no_data: cfg.selection.no_data,
+            no_schema: cfg.selection.no_schema,
+            ..DumpOptions::default()
+        },
+        method: cfg.method,
+        export_timeout: cfg.export_timeout,
+        consistency_retries: cfg.consistency_retries,
+        progress_interval: cfg.progress_interval,
+        encryption: cfg.encryption.clone(),
+    };
+    let manifest = match backup::run(source, Arc::clone(store), &job, cancel).await {
+        Ok(m) => m,
+        Err(e) => return failed("Backup failed", e),
+    };
+    let verification = if cfg.verify {
+        let _g = log::Group::new(format!("Verify {}", manifest.key));
+        match verify::verify(Arc::clone(store), &manifest, cfg.identities.clone()).await {
+            Ok(v) => Some(v),
+            Err(e) => return failed("Backup failed", e),
+        }
+    } else {
+        None
+    };
+
+    let mut json = report::backup_json(&manifest, bucket);
     let mut outputs = Outputs::new();
-    report::backup_outputs(&mut outputs, &manifest, &bucket, &json);
-    let mut summary = report::backup_summary(&manifest, &bucket);
+    report::backup_outputs(&mut outputs, &manifest, bucket, &json);
+    let mut summary = report::backup_summary(&manifest, bucket);
     if let Some(v) = &verification {
         report::add_verification(&mut json, &mut outputs, &mut summary, v);
         for c in &v.checks {
@@ -357,7 +453,14 @@ async fn run_backup(raw: &RawInputs, cancel: &CancellationToken) -> u8 {
                 manifest.key,
                 v.problems.join("; ")
             );
-            return fail_with("Backup failed verification", &err, outputs, Some(summary));
+            json["success"] = serde_json::json!(false);
+            json["error"] = serde_json::json!(secrets::redact(&format!("{err:#}")));
+            return OneBackup {
+                json,
+                outputs,
+                summary,
+                failure: Some(("Backup failed verification", err)),
+            };
         }
     }
     // Retention runs only after a backup that was written and verified.
@@ -381,11 +484,65 @@ async fn run_backup(raw: &RawInputs, cancel: &CancellationToken) -> u8 {
                     "backup {} succeeded, but pruning failed",
                     manifest.key
                 ));
-                return fail_with("Retention failed", &err, outputs, Some(summary));
+                json["success"] = serde_json::json!(false);
+                json["error"] = serde_json::json!(secrets::redact(&format!("{err:#}")));
+                return OneBackup {
+                    json,
+                    outputs,
+                    summary,
+                    failure: Some(("Retention failed", err)),
+                };
             }
         }
     }
-    succeed(outputs, &json, &summary)
+    OneBackup {
+        json,
+        outputs,
+        summary,
+        failure: None,
+    }
+}
+
+/// Finish a many-database run: the report array, counts, one summary row per database.
+fn finish_many(outcomes: Vec<many::Outcome>, bucket: &str, cancel: &CancellationToken) -> u8 {
+    let json = many::report(&outcomes);
+    let mut outputs = Outputs::new();
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.error.is_some())
+        .map(|o| o.database.as_str())
+        .collect();
+    outputs.set("succeeded", (outcomes.len() - failed.len()).to_string());
+    outputs.set("failed", failed.len().to_string());
+    outputs.set("bucket", bucket);
+    outputs.set("report", json.to_string());
+    let summary = many::summary(&outcomes, bucket);
+    if let Err(e) = action::write_summary(&summary) {
+        log::warn(format!("{e:#}"));
+    }
+    let code = if failed.is_empty() {
+        0
+    } else {
+        let text = format!(
+            "{} of {} databases failed: {}",
+            failed.len(),
+            outcomes.len(),
+            failed.join(", ")
+        );
+        log::error(&text);
+        action::error_annotation("Backup failed", &text);
+        if cancel.is_cancelled() {
+            exit_code(&anyhow::Error::new(Cancelled))
+        } else {
+            1
+        }
+    };
+    if let Err(e) = outputs.write() {
+        log::error(format!("{e:#}"));
+        return 1;
+    }
+    println!("{}", secrets::redact(&json.to_string()));
+    code
 }
 
 async fn run_list(raw: &RawInputs) -> u8 {
@@ -397,7 +554,13 @@ async fn run_list(raw: &RawInputs) -> u8 {
         let (store, bucket) = open_store(&cfg.store, cfg.api.as_ref(), &budget).await?;
         store.check().await?;
         let name = database_dir_name(&cfg, &budget).await?;
-        let items = prune::list(store.as_ref(), &cfg.prefix, &name).await?;
+        let items = prune::list(
+            store.as_ref(),
+            &cfg.prefix,
+            &name,
+            cfg.identities.as_deref(),
+        )
+        .await?;
         Ok::<_, anyhow::Error>((items, bucket, as_json, name))
     }
     .await;
@@ -552,7 +715,7 @@ async fn run_verify(raw: &RawInputs) -> u8 {
         let manifest = select_backup(&cfg, store.as_ref(), &budget).await?;
         print_bookmark(&manifest);
         let _g = log::Group::new(format!("Verify {}", manifest.key));
-        let v = verify::verify(Arc::clone(&store), &manifest).await?;
+        let v = verify::verify(Arc::clone(&store), &manifest, cfg.identities.clone()).await?;
         Ok::<_, anyhow::Error>((manifest, bucket, v))
     }
     .await;
@@ -613,7 +776,14 @@ async fn run_restore(raw: &RawInputs) -> u8 {
         match &cfg.target {
             RestoreTarget::File(path) => {
                 let _g = log::Group::new(format!("Restore to {}", path.display()));
-                let v = restore::to_file(Arc::clone(&store), &manifest, path, cfg.force).await?;
+                let v = restore::to_file(
+                    Arc::clone(&store),
+                    &manifest,
+                    path,
+                    cfg.force,
+                    cfg.catalog.identities.clone(),
+                )
+                .await?;
                 json["restoredTo"] = serde_json::json!(path.display().to_string());
                 json["rowCount"] = serde_json::json!(manifest.row_count);
                 outputs.set("restored-to", path.display().to_string());
@@ -623,7 +793,16 @@ async fn run_restore(raw: &RawInputs) -> u8 {
                 let api = cfg.catalog.api.as_ref().ok_or_else(|| InputError::new("api-token", "is required to restore into D1"))?;
                 let client = Arc::new(D1Client::new(api, Arc::clone(&budget), ClientOptions::default())?);
                 let _g = log::Group::new(format!("Restore into D1 database {target}"));
-                let r = restore::to_d1(client, Arc::clone(&store), &manifest, target, cfg.force, cfg.create).await?;
+                let r = restore::to_d1(
+                    client,
+                    Arc::clone(&store),
+                    &manifest,
+                    target,
+                    cfg.force,
+                    cfg.create,
+                    cfg.catalog.identities.clone(),
+                )
+                .await?;
                 json["restoredTo"] = serde_json::json!(r.database.name);
                 json["databaseId"] = serde_json::json!(r.database.uuid);
                 json["created"] = serde_json::json!(r.created);
@@ -680,6 +859,9 @@ pub async fn open_source(cfg: &SourceConfig, budget: &Arc<Budget>) -> Result<Arc
             log::debug(format!("resolved database {:?} to {}", db.name, db.uuid));
             Ok(Arc::new(D1Source::new(client, &db)))
         }
+        SourceConfig::D1Many { .. } => Err(anyhow::anyhow!(
+            "several databases are opened one by one (many::resolve), not as one source"
+        )),
     }
 }
 

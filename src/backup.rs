@@ -21,6 +21,7 @@ use crate::compress::Compression;
 use crate::config::{InputError, Method};
 use crate::dump::schema::Schema;
 use crate::dump::{self, DumpHeader, DumpOptions, TableStats};
+use crate::encrypt::{self, Recipients};
 use crate::manifest::{
     self, DatabaseRef, Digest, DumpSelection, Manifest, ObjectMetadata, Timings, rfc3339,
 };
@@ -41,6 +42,30 @@ pub struct BackupJob {
     pub export_timeout: Duration,
     pub consistency_retries: u32,
     pub progress_interval: Option<Duration>,
+    /// Encrypt with age for these recipients after compressing.
+    pub encryption: Option<Arc<Recipients>>,
+}
+
+impl BackupJob {
+    /// The key extension: `.sql.zst`, `.sql`, plus `.age` when encrypted.
+    fn extension(&self) -> String {
+        let base = self.compression.extension();
+        match self.encryption {
+            Some(_) => format!("{base}{}", encrypt::EXTENSION),
+            None => base.to_string(),
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        match self.encryption {
+            Some(_) => encrypt::CONTENT_TYPE,
+            None => self.compression.content_type(),
+        }
+    }
+
+    fn encryption_scheme(&self) -> Option<&'static str> {
+        self.encryption.as_ref().map(|_| encrypt::SCHEME)
+    }
 }
 
 /// The database changed while a `query` dump was read.
@@ -129,7 +154,7 @@ async fn attempt_backup(
         &job.prefix,
         &config::sanitize_name(&info.name),
         started,
-        job.compression.extension(),
+        &job.extension(),
     );
 
     // What is known before the data flows goes into the object metadata.
@@ -144,7 +169,7 @@ async fn attempt_backup(
         }
     };
     let meta = ObjectMeta {
-        content_type: job.compression.content_type().to_string(),
+        content_type: job.content_type().to_string(),
         metadata: ObjectMetadata {
             timestamp: &timestamp,
             table_count: schema.tables.len(),
@@ -153,7 +178,7 @@ async fn attempt_backup(
             method: job.method.as_str(),
             compression: job.compression.name(),
             bookmark: bookmark_before.as_deref(),
-            encryption: None,
+            encryption: job.encryption_scheme(),
         }
         .to_map(),
     };
@@ -165,7 +190,7 @@ async fn attempt_backup(
         meta: &meta,
         part_size: plan_part_size(info.file_size.map(|s| s.saturating_mul(3))),
         compression: job.compression,
-        wrap: None,
+        wrap: job.encryption.as_ref().map(|r| Arc::clone(r).wrap()),
         progress: Arc::clone(&progress),
     };
     log::info(format!("Writing {key}"));
@@ -257,7 +282,12 @@ async fn attempt_backup(
         method: job.method.as_str().into(),
         compression: job.compression.name().into(),
         compression_level: job.compression.level,
-        encryption: None,
+        encryption: job.encryption_scheme().map(String::from),
+        recipients: job
+            .encryption
+            .as_ref()
+            .map(|r| r.text.clone())
+            .unwrap_or_default(),
         object: Digest {
             size: streamed.stream.object_bytes,
             sha256: streamed.stream.object_sha256.clone(),

@@ -5,7 +5,9 @@
 //! exits with code 2. Secret values are never echoed in messages.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use crate::encrypt::{Identities, Recipients};
 use crate::inputs::{RawInputs, spec};
 
 /// The default Cloudflare API base URL.
@@ -45,6 +47,21 @@ pub enum SourceConfig {
     D1 { api: ApiConfig, database: String },
     /// A local SQLite file; `name` is used in keys and reports.
     Sqlite { path: PathBuf, name: String },
+    /// Several D1 databases (a list, or `*` for the whole account), minus `exclude`.
+    D1Many {
+        api: ApiConfig,
+        databases: DatabaseSet,
+        exclude: Vec<String>,
+    },
+}
+
+/// Which databases a many-database run backs up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseSet {
+    /// `*`: every database of the account.
+    All,
+    /// Names or UUIDs, in the order given, without repeats.
+    Named(Vec<String>),
 }
 
 /// S3 request checksum behaviour (R2 recommends `WhenRequired`).
@@ -128,6 +145,13 @@ pub struct BackupConfig {
     /// Prune after a successful backup (empty: never).
     pub retention: crate::retention::Policy,
     pub dry_run: bool,
+    /// How many databases a many-database run backs up at once.
+    pub concurrency: usize,
+    /// Encrypt for these age recipients (`encrypt-recipients`); `None`: no encryption.
+    pub encryption: Option<Arc<Recipients>>,
+    /// Decrypts the fresh backup for the full verification (`age-identity`); without it an
+    /// encrypted backup is verified by size and SHA-256 only.
+    pub identities: Option<Arc<Identities>>,
 }
 
 impl BackupConfig {
@@ -137,6 +161,10 @@ impl BackupConfig {
         let source = source_config(raw, api.as_ref())?;
         let store = store_config(raw, api.as_ref())?;
         let method = method(raw)?;
+        let concurrency = match &source {
+            SourceConfig::D1Many { .. } => concurrency(raw)?,
+            _ => 1,
+        };
         if method == Method::Export && matches!(source, SourceConfig::Sqlite { .. }) {
             return Err(InputError::new(
                 "method",
@@ -161,7 +189,50 @@ impl BackupConfig {
             verify: boolean(raw, "verify", true)?,
             retention: retention_policy(raw)?,
             dry_run: boolean(raw, "dry-run", false)?,
+            encryption: recipients(raw)?,
+            identities: identities(raw)?,
+            concurrency,
         })
+    }
+}
+
+/// `concurrency`: 1 to 16 databases at a time (default 2).
+fn concurrency(raw: &RawInputs) -> Result<usize> {
+    match count(raw, "concurrency", 2, 16)? {
+        0 => Err(InputError::new(
+            "concurrency",
+            "\"0\" is not accepted; use a whole number from 1 to 16",
+        )),
+        n => Ok(n as usize),
+    }
+}
+
+/// The age recipients of `encrypt-recipients`, if set. A bad key is an input error, found
+/// before anything touches the network.
+pub fn recipients(raw: &RawInputs) -> Result<Option<Arc<Recipients>>> {
+    let entries = list(raw, "encrypt-recipients");
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    Recipients::parse(&entries)
+        .map(|r| Some(Arc::new(r)))
+        .map_err(|e| InputError::new("encrypt-recipients", e.0))
+}
+
+/// The age identity of `age-identity` (the key text) or `age-identity-file`, if set.
+pub fn identities(raw: &RawInputs) -> Result<Option<Arc<Identities>>> {
+    match (raw.get_raw("age-identity"), raw.get("age-identity-file")) {
+        (Some(_), Some(_)) => Err(InputError::new(
+            "age-identity-file",
+            "set either `age-identity` (the key text) or `age-identity-file` (a path), not both",
+        )),
+        (Some(text), None) => Identities::parse(text, "age-identity")
+            .map(|i| Some(Arc::new(i)))
+            .map_err(|e| InputError::new("age-identity", e.0)),
+        (None, Some(path)) => Identities::from_file(std::path::Path::new(path))
+            .map(|i| Some(Arc::new(i)))
+            .map_err(|e| InputError::new("age-identity-file", e.0)),
+        (None, None) => Ok(None),
     }
 }
 
@@ -210,6 +281,8 @@ pub struct CatalogConfig {
     /// of `sqlite-file`. `None` when only an explicit `backup-key` is used.
     pub database: Option<String>,
     pub selector: crate::catalog::Selector,
+    /// Decrypts encrypted backups (`age-identity` / `age-identity-file`).
+    pub identities: Option<Arc<Identities>>,
 }
 
 impl CatalogConfig {
@@ -218,6 +291,12 @@ impl CatalogConfig {
         let store = store_config(raw, api.as_ref())?;
         let database = match (raw.get("database"), raw.get("sqlite-file")) {
             (Some(d), _) => {
+                if d == "*" || list(raw, "database").len() > 1 {
+                    return Err(InputError::new(
+                        "database",
+                        "this command works on one database at a time; give one name or UUID (run it once per database)",
+                    ));
+                }
                 validate_database_ref(d)?;
                 Some(d.to_string())
             }
@@ -254,6 +333,7 @@ impl CatalogConfig {
             prefix: prefix(raw)?,
             database,
             selector,
+            identities: identities(raw)?,
         })
     }
 }
@@ -429,6 +509,12 @@ fn source_config(raw: &RawInputs, api: Option<&ApiConfig>) -> Result<SourceConfi
         }
         let name = match raw.get("database") {
             Some(name) => {
+                if list(raw, "database").len() > 1 || name == "*" {
+                    return Err(InputError::new(
+                        "database",
+                        "with `sqlite-file`, `database` is the one name used in keys; back up several files in separate runs",
+                    ));
+                }
                 validate_database_name(name)?;
                 name.to_string()
             }
@@ -441,23 +527,60 @@ fn source_config(raw: &RawInputs, api: Option<&ApiConfig>) -> Result<SourceConfi
         };
         return Ok(SourceConfig::Sqlite { path, name });
     }
-    let database = raw.get("database").ok_or_else(|| {
-        missing(
-            "database",
-            "the D1 database name or UUID (or set `sqlite-file` to back up a local SQLite file)",
-        )
-    })?;
-    validate_database_ref(database)?;
+    let databases = database_set(raw)?;
     let api = api.ok_or_else(|| {
         missing(
             "api-token",
             "a Cloudflare API token with D1 read permission (env CLOUDFLARE_API_TOKEN)",
         )
     })?;
-    Ok(SourceConfig::D1 {
-        api: api.clone(),
-        database: database.to_string(),
-    })
+    match databases {
+        DatabaseSet::Named(mut one) if one.len() == 1 => Ok(SourceConfig::D1 {
+            api: api.clone(),
+            database: one.remove(0),
+        }),
+        databases => {
+            let exclude = list(raw, "exclude-databases");
+            for e in &exclude {
+                validate_database_ref(e)
+                    .map_err(|e| InputError::new("exclude-databases", e.message))?;
+            }
+            Ok(SourceConfig::D1Many {
+                api: api.clone(),
+                databases,
+                exclude,
+            })
+        }
+    }
+}
+
+/// The `database` input of a backup: one name or UUID, a list (comma or newline separated),
+/// or `*` for every database of the account.
+pub fn database_set(raw: &RawInputs) -> Result<DatabaseSet> {
+    let names = list(raw, "database");
+    if names.is_empty() {
+        return Err(missing(
+            "database",
+            "the D1 database name or UUID, a list of them, or `*` for all (or set `sqlite-file` to back up a local SQLite file)",
+        ));
+    }
+    if names.iter().any(|n| n == "*") {
+        if names.len() > 1 {
+            return Err(InputError::new(
+                "database",
+                "`*` means every database of the account; give it alone (leave some out with `exclude-databases`)",
+            ));
+        }
+        return Ok(DatabaseSet::All);
+    }
+    let mut unique: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        validate_database_ref(&n)?;
+        if !unique.contains(&n) {
+            unique.push(n);
+        }
+    }
+    Ok(DatabaseSet::Named(unique))
 }
 
 fn store_config(raw: &RawInputs, api: Option<&ApiConfig>) -> Result<StoreConfig> {

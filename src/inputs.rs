@@ -80,7 +80,19 @@ pub const INPUTS: &[InputSpec] = &[
         "database",
         &["D1_DATABASE", "DATABASE_URL"],
         "",
-        "D1 database name or UUID. With `sqlite-file`, the name used in keys (default: the file name).",
+        "D1 database name or UUID; several (comma- or newline-separated), or `*` for every database of the account, each under its own `<prefix><name>/`. With `sqlite-file`, the name used in keys (default: the file name).",
+    ),
+    input(
+        "exclude-databases",
+        &[],
+        "",
+        "With several databases or `*`: leave these out (names or UUIDs, comma- or newline-separated).",
+    ),
+    input(
+        "concurrency",
+        &[],
+        "2",
+        "With several databases: how many are backed up at once (1–16). All share the API rate budget.",
     ),
     input(
         "bucket",
@@ -176,6 +188,23 @@ pub const INPUTS: &[InputSpec] = &[
         &[],
         "true",
         "After a backup, download it again, restore it into a temporary SQLite database the way D1 would, and check hashes, integrity, foreign keys and row counts.",
+    ),
+    input(
+        "encrypt-recipients",
+        &[],
+        "",
+        "Encrypt every backup with age for these recipients (`age1…` X25519 or `ssh-ed25519`/`ssh-rsa` public keys; comma- or newline-separated). Keys end in `.age`; nothing is uploaded unencrypted.",
+    ),
+    secret(
+        "age-identity",
+        &["AGE_IDENTITY"],
+        "The age identity (secret key text, `AGE-SECRET-KEY-1…` or an unencrypted OpenSSH private key) that decrypts encrypted backups for `verify`, `restore` and `list`.",
+    ),
+    input(
+        "age-identity-file",
+        &["AGE_IDENTITY_FILE"],
+        "",
+        "A file holding the age identity (flag `--identity-file`), instead of `age-identity`.",
     ),
     input(
         "backup-key",

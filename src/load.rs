@@ -72,11 +72,22 @@ fn first_keyword(stmt: &str) -> String {
         .to_ascii_uppercase()
 }
 
+/// SQLite's default `SQLITE_MAX_SQL_LENGTH`.
+const SQLITE_MAX_SQL_LENGTH: usize = 1_000_000_000;
+/// Leading comments and blank lines counted into a statement's buffer beyond its limit.
+const COMMENT_ROOM: usize = 64 * 1024;
+
 /// Split a SQL stream into statements and hand each to `f` (with its 1-based line number).
+///
+/// A statement that grows past `max_bytes` (plus room for leading comments) fails at once:
+/// a corrupted dump (an unbalanced quote) must not be buffered, and re-scanned, to its end.
+/// Without a limit, SQLite's own maximum statement length applies.
 pub fn for_each_statement<R: BufRead>(
     mut reader: R,
+    max_bytes: Option<usize>,
     mut f: impl FnMut(&str, u64) -> Result<()>,
 ) -> Result<LoadStats> {
+    let cap = max_bytes.map_or(SQLITE_MAX_SQL_LENGTH, |m| m.saturating_add(COMMENT_ROOM));
     let mut stats = LoadStats::default();
     let mut buf = String::new();
     let mut line = Vec::new();
@@ -98,6 +109,15 @@ pub fn for_each_statement<R: BufRead>(
         let text = std::str::from_utf8(&line)
             .with_context(|| format!("line {line_no} of the dump is not valid UTF-8"))?;
         buf.push_str(text);
+        if buf.len() > cap {
+            bail!(
+                "the statement starting on line {start_line} is still incomplete after {} bytes{} (an unbalanced quote: the dump is corrupted or truncated?)",
+                buf.len(),
+                max_bytes
+                    .map(|m| format!("; D1 accepts at most {m}"))
+                    .unwrap_or_default()
+            );
+        }
         if text.contains(';') && is_complete(&buf) {
             let stmt = strip_leading_comments(&buf);
             if !stmt.is_empty() {
@@ -119,7 +139,7 @@ pub fn load<R: BufRead>(conn: &Connection, reader: R, rules: LoadRules) -> Resul
     if rules.d1_semantics {
         conn.execute_batch("PRAGMA foreign_keys=ON; BEGIN;")?;
     }
-    let result = for_each_statement(reader, |stmt, line| {
+    let result = for_each_statement(reader, rules.max_statement_bytes, |stmt, line| {
         let body = stmt.trim_end();
         if let Some(max) = rules.max_statement_bytes
             && body.len() > max
@@ -176,7 +196,7 @@ mod tests {
 
     fn split(sql: &str) -> Vec<String> {
         let mut out = Vec::new();
-        for_each_statement(sql.as_bytes(), |s, _| {
+        for_each_statement(sql.as_bytes(), None, |s, _| {
             out.push(s.trim_end().to_string());
             Ok(())
         })
@@ -209,10 +229,43 @@ mod tests {
     }
 
     #[test]
+    fn an_unbalanced_quote_fails_at_the_limit_not_at_the_end() {
+        // A flipped byte that drops a closing quote: every later line holds a `;`, and the
+        // statement would otherwise be re-scanned (quadratically) to the end of the dump.
+        let mut sql = String::from("INSERT INTO t VALUES('oops);\n");
+        let line = "INSERT INTO t VALUES('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa');\n";
+        let lines = 20_000;
+        for _ in 0..lines {
+            sql.push_str(line);
+        }
+        let err = for_each_statement(
+            sql.as_bytes(),
+            Some(crate::dump::sql::MAX_STATEMENT_BYTES),
+            |_, _| Ok(()),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("line 1") && msg.contains("at most 100000"),
+            "{msg}"
+        );
+        let stopped_after: usize = msg
+            .split("after ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(stopped_after < 100_000 + 64 * 1024 + line.len(), "{msg}");
+        assert!(stopped_after < sql.len() / 4, "{msg}");
+    }
+
+    #[test]
     fn truncated_dump_is_an_error() {
-        let err = for_each_statement("SELECT 1;\nINSERT INTO t VALUES('x".as_bytes(), |_, _| {
-            Ok(())
-        })
+        let err = for_each_statement(
+            "SELECT 1;\nINSERT INTO t VALUES('x".as_bytes(),
+            None,
+            |_, _| Ok(()),
+        )
         .unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
     }

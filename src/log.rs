@@ -47,10 +47,26 @@ pub fn sanitize(msg: &str) -> String {
     out
 }
 
+tokio::task_local! {
+    /// The database a line belongs to, in a run that backs up several at once.
+    static SCOPE: String;
+}
+
+/// Run `f` with every log line it prints prefixed by `[label] ` (also inside log groups,
+/// which become plain headings: groups of concurrent work would interleave).
+pub async fn scoped<F: std::future::Future>(label: &str, f: F) -> F::Output {
+    SCOPE.scope(sanitize(label), f).await
+}
+
+fn scope() -> Option<String> {
+    SCOPE.try_with(|s| format!("[{s}] ")).ok()
+}
+
 fn emit(prefix: &str, msg: &str) {
     let line = sanitize(msg);
+    let scope = scope().unwrap_or_default();
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{prefix}{line}");
+    let _ = writeln!(err, "{prefix}{scope}{line}");
 }
 
 pub fn info(msg: impl AsRef<str>) {
@@ -61,7 +77,8 @@ pub fn info(msg: impl AsRef<str>) {
 
 pub fn warn(msg: impl AsRef<str>) {
     emit("warning: ", msg.as_ref());
-    crate::action::warning_annotation("d1-backup", msg.as_ref());
+    let scope = scope().unwrap_or_default();
+    crate::action::warning_annotation("d1-backup", &format!("{scope}{}", msg.as_ref()));
 }
 
 pub fn error(msg: impl AsRef<str>) {
@@ -71,6 +88,10 @@ pub fn error(msg: impl AsRef<str>) {
 /// Start a collapsible log group (`::group::` under Actions, a heading elsewhere). Written
 /// to stderr, the stream every log line goes to, so lines stay inside their group.
 pub fn group(title: impl AsRef<str>) {
+    if scope().is_some() {
+        info(format!("== {}", title.as_ref()));
+        return;
+    }
     let title = sanitize(title.as_ref());
     let mut err = std::io::stderr().lock();
     if crate::action::is_actions() {
@@ -82,7 +103,7 @@ pub fn group(title: impl AsRef<str>) {
 
 /// End the current log group.
 pub fn endgroup() {
-    if crate::action::is_actions() {
+    if crate::action::is_actions() && scope().is_none() {
         let _ = writeln!(std::io::stderr().lock(), "::endgroup::");
     }
 }

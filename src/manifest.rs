@@ -122,6 +122,9 @@ pub struct Manifest {
     pub compression_level: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<String>,
+    /// The public keys an encrypted backup was encrypted for (never secret keys).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
     pub object: Digest,
     pub sql: Digest,
     pub table_count: usize,

@@ -13,6 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::catalog::{self, BackupEntry, VERIFY_SUFFIX};
+use crate::encrypt::{self, Identities};
 use crate::log;
 use crate::manifest::{self, Manifest};
 use crate::retention::{self, Action, Entry, Plan, Policy};
@@ -131,10 +132,22 @@ pub struct Listed {
     pub rows: Option<u64>,
     pub method: Option<String>,
     pub verified: Option<bool>,
+    /// `age` for an encrypted backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
+    /// For an encrypted backup listed with an identity: whether the identity opens it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decryptable: Option<bool>,
 }
 
 /// The backups of `database` with what their manifests and reports say, newest first.
-pub async fn list(store: &dyn ObjectStore, prefix: &str, database: &str) -> Result<Vec<Listed>> {
+/// With `identities`, each encrypted backup is checked to open with them.
+pub async fn list(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    database: &str,
+    identities: Option<&Identities>,
+) -> Result<Vec<Listed>> {
     let entries = catalog::list_backups(store, prefix, database).await?;
     let all_keys: std::collections::HashSet<String> = store
         .list(&manifest::database_dir(prefix, database))
@@ -154,7 +167,14 @@ pub async fn list(store: &dyn ObjectStore, prefix: &str, database: &str) -> Resu
         } else {
             None
         };
+        let encryption = m.as_ref().and_then(|m| m.encryption.clone());
+        let decryptable = match (&encryption, identities) {
+            (Some(_), Some(ids)) => Some(opens(store, &e.key, ids).await),
+            _ => None,
+        };
         out.push(Listed {
+            encryption,
+            decryptable,
             sql_bytes: m.as_ref().map(|m| m.sql.size),
             tables: m.as_ref().map(|m| m.table_count),
             rows: m.as_ref().map(|m| m.row_count),
@@ -164,6 +184,34 @@ pub async fn list(store: &dyn ObjectStore, prefix: &str, database: &str) -> Resu
         });
     }
     Ok(out)
+}
+
+/// Whether `ids` decrypt the stored object `key` (reads only its first bytes).
+async fn opens(store: &dyn ObjectStore, key: &str, ids: &Identities) -> bool {
+    use tokio::io::AsyncReadExt;
+    let head = async {
+        let mut head = Vec::with_capacity(encrypt::HEAD_BYTES);
+        store
+            .get(key)
+            .await?
+            .take(encrypt::HEAD_BYTES as u64)
+            .read_to_end(&mut head)
+            .await?;
+        anyhow::Ok(head)
+    };
+    match head.await {
+        Ok(head) => match ids.check_head(&head) {
+            Ok(()) => true,
+            Err(err) => {
+                log::warn(format!("{key}: {err:#}"));
+                false
+            }
+        },
+        Err(err) => {
+            log::warn(format!("{key}: reading it failed: {err:#}"));
+            false
+        }
+    }
 }
 
 async fn read_verified(store: &dyn ObjectStore, key: &str) -> Option<bool> {
@@ -177,13 +225,13 @@ async fn read_verified(store: &dyn ObjectStore, key: &str) -> Option<bool> {
 /// The human table of `list`.
 pub fn table(items: &[Listed]) -> String {
     let mut s = format!(
-        "{:<58} {:>12} {:>12} {:>7} {:>11} {:<9} {}\n",
-        "KEY", "STORED", "SQL", "TABLES", "ROWS", "COMPLETE", "VERIFIED"
+        "{:<62} {:>12} {:>12} {:>7} {:>11} {:<9} {:<9} {}\n",
+        "KEY", "STORED", "SQL", "TABLES", "ROWS", "COMPLETE", "VERIFIED", "ENCRYPTED"
     );
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     for i in items {
         s.push_str(&format!(
-            "{:<58} {:>12} {:>12} {:>7} {:>11} {:<9} {}\n",
+            "{:<62} {:>12} {:>12} {:>7} {:>11} {:<9} {:<9} {}\n",
             i.entry.key,
             crate::progress::human_bytes(i.entry.size),
             opt(i.sql_bytes.map(crate::progress::human_bytes)),
@@ -192,7 +240,13 @@ pub fn table(items: &[Listed]) -> String {
             if i.entry.complete { "yes" } else { "NO" },
             opt(i
                 .verified
-                .map(|v| if v { "yes".into() } else { "FAILED".into() }))
+                .map(|v| if v { "yes".into() } else { "FAILED".into() })),
+            match (&i.encryption, i.decryptable) {
+                (None, _) => "no".to_string(),
+                (Some(e), None) => e.clone(),
+                (Some(e), Some(true)) => format!("{e} (identity opens it)"),
+                (Some(e), Some(false)) => format!("{e} (NOT with this identity)"),
+            }
         ));
     }
     s

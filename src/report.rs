@@ -61,8 +61,16 @@ pub const OUTPUTS: &[(&str, &str)] = &[
         "For `restore`: the file or D1 database restored into.",
     ),
     (
+        "succeeded",
+        "With several databases: how many were backed up (and verified).",
+    ),
+    (
+        "failed",
+        "With several databases: how many failed (the run then fails, naming them).",
+    ),
+    (
         "report",
-        "The whole report as JSON (also the last line on stdout).",
+        "The whole report as JSON (also the last line on stdout); with several databases, an array with one report per database.",
     ),
 ];
 
@@ -163,6 +171,13 @@ pub fn backup_summary(m: &Manifest, bucket: &str) -> String {
         m.object.sha256,
         m.timings.total_ms as f64 / 1000.0,
     );
+    if let Some(e) = &m.encryption {
+        s.push_str(&format!(
+            "| Encryption | {} for {} recipient(s) |\n",
+            md_cell(e),
+            m.recipients.len()
+        ));
+    }
     if let Some(b) = &m.bookmark {
         s.push_str(&format!("| Time Travel bookmark | `{}` |\n", md_cell(b)));
     }
@@ -221,12 +236,13 @@ pub fn add_verification(
     v: &crate::verify::VerifyReport,
 ) {
     json["verified"] = json!(v.verified);
-    json["verification"] =
-        json!({ "checks": v.checks, "problems": v.problems, "durationMs": v.duration_ms });
+    json["verification"] = json!({ "checks": v.checks, "problems": v.problems, "durationMs": v.duration_ms, "objectOnly": v.object_only });
     outputs.set("verified", v.verified.to_string());
     summary.push_str(&format!(
         "\n**Verification:** {}\n\n",
-        if v.verified {
+        if v.verified && v.object_only {
+            "✅ stored object intact (encrypted; not restore-tested without the identity)"
+        } else if v.verified {
             "✅ passed"
         } else {
             "❌ failed"

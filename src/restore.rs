@@ -9,7 +9,7 @@
 //! the existing user objects are dropped first. The SQL is streamed twice from the store —
 //! once to check the object and compute the MD5 that D1's import needs, once to upload it —
 //! so memory and disk stay flat. Afterwards the target's row counts are compared with the
-//! manifest.
+//! manifest. Encrypted backups are decrypted in the stream and need the identity.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,11 +20,13 @@ use bytes::Bytes;
 use md5::{Digest as _, Md5};
 use tokio::sync::mpsc;
 
+use crate::codec;
 use crate::config::InputError;
 use crate::d1::import::ImportStart;
 use crate::d1::{D1Client, DatabaseInfo};
 use crate::dump::schema::{self, is_internal};
 use crate::dump::sql::quote_ident;
+use crate::encrypt::Identities;
 use crate::log;
 use crate::manifest::Manifest;
 use crate::source::Source;
@@ -38,7 +40,11 @@ pub async fn to_file(
     manifest: &Manifest,
     path: &Path,
     force: bool,
+    identities: Option<Arc<Identities>>,
 ) -> Result<VerifyReport> {
+    if codec::is_encrypted(manifest) && identities.is_none() {
+        return Err(codec::identity_needed(manifest).into());
+    }
     if path.exists() && !force {
         return Err(InputError::new(
             "restore-file",
@@ -62,7 +68,7 @@ pub async fn to_file(
         ".{name}.d1-backup-{:08x}.tmp",
         rand::random::<u32>()
     ));
-    let result = verify::load_backup(store, manifest, &tmp).await;
+    let result = verify::load_backup(store, manifest, &tmp, identities).await;
     let report = match result {
         Ok(r) if r.verified => r,
         Ok(r) => {
@@ -106,7 +112,11 @@ pub async fn to_d1(
     target: &str,
     force: bool,
     create: bool,
+    identities: Option<Arc<Identities>>,
 ) -> Result<D1Restore> {
+    if codec::is_encrypted(manifest) && identities.is_none() {
+        return Err(codec::identity_needed(manifest).into());
+    }
     let (database, created) = match client.resolve_database(target).await {
         Ok(db) => (db, false),
         Err(e) if create && e.chain().any(|c| c.is::<InputError>()) => {
@@ -155,7 +165,7 @@ pub async fn to_d1(
     }
 
     // Pass 1: check the object and compute the SQL's MD5 (D1's import key) and size.
-    let (md5_hex, sql_size) = sql_md5(Arc::clone(&store), manifest).await?;
+    let (md5_hex, sql_size) = sql_md5(Arc::clone(&store), manifest, identities.clone()).await?;
     log::info(format!(
         "Importing {} bytes of SQL into D1 database {:?}",
         sql_size, database.name
@@ -168,9 +178,9 @@ pub async fn to_d1(
                 &client,
                 Arc::clone(&store),
                 manifest,
+                identities,
                 &url,
-                sql_size,
-                &md5_hex,
+                (sql_size, &md5_hex),
             )
             .await?;
             client
@@ -285,7 +295,11 @@ async fn drop_objects(source: &D1Source, existing: &Existing) -> Result<Vec<Stri
 
 /// The decompressed SQL as a stream of chunks, produced by a blocking thread; the object's
 /// size and SHA-256 are checked against the manifest at the end.
-fn sql_stream(store: Arc<dyn ObjectStore>, manifest: &Manifest) -> mpsc::Receiver<Result<Bytes>> {
+fn sql_stream(
+    store: Arc<dyn ObjectStore>,
+    manifest: &Manifest,
+    identities: Option<Arc<Identities>>,
+) -> mpsc::Receiver<Result<Bytes>> {
     let (tx, rx) = mpsc::channel::<Result<Bytes>>(2);
     let m = manifest.clone();
     tokio::spawn(async move {
@@ -302,10 +316,7 @@ fn sql_stream(store: Arc<dyn ObjectStore>, manifest: &Manifest) -> mpsc::Receive
             let reader = tokio_util::io::SyncIoBridge::new(body);
             let mut hashing = Hashing::new(reader);
             {
-                let mut sql: Box<dyn Read> = match m.compression.as_str() {
-                    "zstd" => Box::new(zstd::stream::read::Decoder::new(&mut hashing)?),
-                    _ => Box::new(&mut hashing),
-                };
+                let mut sql = crate::codec::sql_reader(&mut hashing, &m, identities.as_deref())?;
                 let mut buf = vec![0u8; 256 * 1024];
                 loop {
                     let n = sql.read(&mut buf)?;
@@ -339,8 +350,12 @@ fn sql_stream(store: Arc<dyn ObjectStore>, manifest: &Manifest) -> mpsc::Receive
 }
 
 /// Pass 1: MD5 and size of the SQL (and the object checked against the manifest).
-async fn sql_md5(store: Arc<dyn ObjectStore>, manifest: &Manifest) -> Result<(String, u64)> {
-    let mut rx = sql_stream(store, manifest);
+async fn sql_md5(
+    store: Arc<dyn ObjectStore>,
+    manifest: &Manifest,
+    identities: Option<Arc<Identities>>,
+) -> Result<(String, u64)> {
+    let mut rx = sql_stream(store, manifest, identities);
     let mut md5 = Md5::new();
     let mut size = 0u64;
     while let Some(chunk) = rx.recv().await {
@@ -362,11 +377,11 @@ async fn upload_sql(
     client: &D1Client,
     store: Arc<dyn ObjectStore>,
     manifest: &Manifest,
+    identities: Option<Arc<Identities>>,
     url: &str,
-    size: u64,
-    md5_hex: &str,
+    (size, md5_hex): (u64, &str),
 ) -> Result<()> {
-    let rx = sql_stream(store, manifest);
+    let rx = sql_stream(store, manifest, identities);
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await

@@ -1,7 +1,9 @@
 //! Verifying a backup by restoring it, and the streaming restore both commands share.
 //!
 //! The object is streamed back from the store and hashed (size and SHA-256 must match the
-//! manifest), decompressed, hashed again (the SQL's size and SHA-256), and loaded into a
+//! manifest), decrypted when it is encrypted (see [`crate::codec`]; without the identity only
+//! the stored bytes can be checked, and the report says so), decompressed, hashed again (the
+//! SQL's size and SHA-256), and loaded into a
 //! SQLite file the way D1 imports it (foreign keys enforced, deferred to the end; statements
 //! of at most 100,000 bytes). Then `PRAGMA integrity_check`, `PRAGMA foreign_key_check` and
 //! a row count per table against the manifest. Memory stays flat: every stage streams, and
@@ -17,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::VERIFY_SUFFIX;
+use crate::codec;
 use crate::dump::sql::quote_ident;
+use crate::encrypt::Identities;
 use crate::load::{LoadRules, load};
 use crate::manifest::{Manifest, rfc3339};
 use crate::store::{ObjectMeta, ObjectStore};
@@ -49,6 +53,9 @@ pub struct VerifyReport {
     pub tables: Vec<TableCheck>,
     pub statements: u64,
     pub duration_ms: u64,
+    /// Only the stored bytes were checked (an encrypted backup verified without its identity).
+    #[serde(default)]
+    pub object_only: bool,
 }
 
 /// Counts and hashes (SHA-256) what is read through it.
@@ -101,6 +108,7 @@ pub async fn load_backup(
     store: Arc<dyn ObjectStore>,
     manifest: &Manifest,
     db_path: &Path,
+    identities: Option<Arc<Identities>>,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
     let body = store.get(&manifest.key).await?;
@@ -108,7 +116,7 @@ pub async fn load_backup(
     let path = db_path.to_path_buf();
     let mut report = tokio::task::spawn_blocking(move || {
         let reader = tokio_util::io::SyncIoBridge::new(body);
-        load_blocking(reader, &manifest, &path)
+        load_blocking(reader, &manifest, &path, identities.as_deref())
     })
     .await
     .context("verification thread failed")??;
@@ -120,6 +128,7 @@ fn load_blocking<R: Read + Send + 'static>(
     object: R,
     m: &Manifest,
     path: &Path,
+    identities: Option<&Identities>,
 ) -> Result<VerifyReport> {
     let mut report = VerifyReport {
         key: m.key.clone(),
@@ -131,28 +140,35 @@ fn load_blocking<R: Read + Send + 'static>(
         rusqlite::Connection::open(path).with_context(|| format!("creating {}", path.display()))?;
     conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")?;
 
-    // Data-only backups need a schema to load into: only their bytes can be checked.
-    let load_sql = !m.selection.no_schema;
+    // Data-only backups need a schema to load into, and an encrypted backup needs its
+    // identity: without them only the stored bytes can be checked.
+    let object_only = codec::is_encrypted(m) && identities.is_none();
+    let load_sql = !m.selection.no_schema && !object_only;
     let mut sql_digest = None;
     let loaded: Result<u64> = if load_sql {
-        let raw: Box<dyn Read> = Box::new(Shared(Arc::clone(&object)));
-        let decompressed: Box<dyn Read> = match m.compression.as_str() {
-            "zstd" => Box::new(zstd::stream::read::Decoder::new(raw).context("starting zstd")?),
-            "none" => raw,
-            other => return Err(anyhow!("unknown compression {other:?} in the manifest")),
-        };
-        let mut sql = Hashing::new(decompressed);
-        let result = load(
-            &conn,
-            BufReader::with_capacity(256 * 1024, &mut sql),
-            LoadRules::d1(),
-        );
-        if result.is_ok() {
-            // Read whatever follows the last statement, so the SQL hash covers it all.
-            io::copy(&mut sql, &mut io::sink()).context("reading the end of the SQL")?;
-            sql_digest = Some(sql.finish());
+        match codec::sql_reader(Shared(Arc::clone(&object)), m, identities) {
+            Err(e) => Err(e),
+            Ok(decoded) => {
+                let mut sql = Hashing::new(decoded);
+                let result = load(
+                    &conn,
+                    BufReader::with_capacity(256 * 1024, &mut sql),
+                    LoadRules::d1(),
+                );
+                if result.is_ok() {
+                    // Read whatever follows the last statement, so the SQL hash covers it all.
+                    io::copy(&mut sql, &mut io::sink()).context("reading the end of the SQL")?;
+                    sql_digest = Some(sql.finish());
+                }
+                result.map(|s| s.statements)
+            }
         }
-        result.map(|s| s.statements)
+    } else if object_only {
+        report.object_only = true;
+        report.checks.push(
+            "encrypted backup and no identity given: checked the stored object's size and SHA-256 only (verify with `age-identity` to restore-test it)".into(),
+        );
+        Ok(0)
     } else {
         report
             .checks
@@ -288,7 +304,11 @@ fn check_database(
 
 /// Verify a backup in a temporary database (removed afterwards) and store the report next to
 /// it as `<key>.verify.json`.
-pub async fn verify(store: Arc<dyn ObjectStore>, manifest: &Manifest) -> Result<VerifyReport> {
+pub async fn verify(
+    store: Arc<dyn ObjectStore>,
+    manifest: &Manifest,
+    identities: Option<Arc<Identities>>,
+) -> Result<VerifyReport> {
     let dir = tempfile::Builder::new()
         .prefix("d1-backup-verify-")
         .tempdir()
@@ -297,6 +317,7 @@ pub async fn verify(store: Arc<dyn ObjectStore>, manifest: &Manifest) -> Result<
         Arc::clone(&store),
         manifest,
         &dir.path().join("verify.sqlite"),
+        identities,
     )
     .await?;
     drop(dir);

@@ -5,6 +5,7 @@
 #[path = "it/support/mod.rs"]
 mod support;
 
+use age::secrecy::ExposeSecret;
 use support::{cli_env, fixture, run};
 
 #[test]
@@ -21,9 +22,12 @@ fn peak_memory_does_not_grow_with_the_database() {
     fake.add_database("large", &large);
 
     // Backups (without their own verification, which is measured separately below).
-    let measure = |db: &str| {
+    let measure_with = |db: &str, extra: &[(&str, &str)]| {
         let mut env = cli_env(&fake, db, &endpoint, &bucket);
         env.insert("D1_BACKUP_VERIFY".into(), "false".into());
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
         let r = run::run(&["backup"], &env);
         assert_eq!(r.code, 0, "{}", r.stderr);
         let report = r.report();
@@ -34,6 +38,7 @@ fn peak_memory_does_not_grow_with_the_database() {
             report["key"].as_str().unwrap().to_string(),
         )
     };
+    let measure = |db: &str| measure_with(db, &[]);
     let (rss_small, sql_small, rows_small, key_small) = measure("small");
     let (rss_large, sql_large, rows_large, key_large) = measure("large");
     eprintln!(
@@ -49,13 +54,32 @@ fn peak_memory_does_not_grow_with_the_database() {
         "peak RSS grew from {rss_small} KiB to {rss_large} KiB ({ratio:.2}x)"
     );
 
+    // Encrypted with age: the same flat memory, for the backup and for its verification.
+    let identity = age::x25519::Identity::generate();
+    let secret = identity.to_string().expose_secret().to_string();
+    let public = identity.to_public().to_string();
+    let encrypted = [("D1_BACKUP_ENCRYPT_RECIPIENTS", public.as_str())];
+    let (erss_small, _, _, ekey_small) = measure_with("small", &encrypted);
+    let (erss_large, _, _, ekey_large) = measure_with("large", &encrypted);
+    eprintln!("encrypted backup peak RSS: {erss_small} KiB (fixture) -> {erss_large} KiB (10x)");
+    let ratio = erss_large as f64 / erss_small as f64;
+    assert!(
+        (0.8..=1.2).contains(&ratio),
+        "encrypted backup peak RSS grew from {erss_small} KiB to {erss_large} KiB ({ratio:.2}x)"
+    );
+
     // Verifying them: the 10× backup is restored with the same peak memory.
-    let verify = |db: &str, key: &str| {
-        let r = run::run(&["verify", key], &cli_env(&fake, db, &endpoint, &bucket));
+    let verify_with = |db: &str, key: &str, identity: Option<&str>| {
+        let mut env = cli_env(&fake, db, &endpoint, &bucket);
+        if let Some(secret) = identity {
+            env.insert("AGE_IDENTITY".into(), secret.to_string());
+        }
+        let r = run::run(&["verify", key], &env);
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_eq!(r.report()["verified"], true);
         r.max_rss_kib
     };
+    let verify = |db: &str, key: &str| verify_with(db, key, None);
     let vrss_small = verify("small", &key_small);
     let vrss_large = verify("large", &key_large);
     eprintln!("verify peak RSS: {vrss_small} KiB (fixture) -> {vrss_large} KiB (10x)");
@@ -63,5 +87,14 @@ fn peak_memory_does_not_grow_with_the_database() {
     assert!(
         (0.8..=1.2).contains(&ratio),
         "verification peak RSS grew from {vrss_small} KiB to {vrss_large} KiB ({ratio:.2}x)"
+    );
+
+    let evrss_small = verify_with("small", &ekey_small, Some(&secret));
+    let evrss_large = verify_with("large", &ekey_large, Some(&secret));
+    eprintln!("encrypted verify peak RSS: {evrss_small} KiB (fixture) -> {evrss_large} KiB (10x)");
+    let ratio = evrss_large as f64 / evrss_small as f64;
+    assert!(
+        (0.8..=1.2).contains(&ratio),
+        "encrypted verification peak RSS grew from {evrss_small} KiB to {evrss_large} KiB ({ratio:.2}x)"
     );
 }

@@ -240,6 +240,38 @@ fn the_action_runs_as_the_runner_starts_it() {
         }
         seen.extend(outputs.keys().cloned());
     }
+    // 5. Several databases at once, encrypted: `report` is an array, with the counts.
+    let second = dir.path().join("second.sqlite");
+    rusqlite::Connection::open(&second)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(a); INSERT INTO t VALUES (1);")
+        .unwrap();
+    fake.add_database("second", &second);
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    let mut with: Vec<(&str, &str)> = common
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "database")
+        .collect();
+    with.extend([
+        ("database", "*"),
+        ("exclude-databases", "app-copy"),
+        ("concurrency", "2"),
+        ("prefix", "many/"),
+        ("encrypt-recipients", recipient.as_str()),
+    ]);
+    std::fs::create_dir_all(dir.path().join("five")).unwrap();
+    let r = run::run(&[], &runner_env(&dir.path().join("five"), &with));
+    let outputs = check_run(&r, &secrets);
+    assert_eq!(
+        (outputs["succeeded"].as_str(), outputs["failed"].as_str()),
+        ("2", "0")
+    );
+    let report: serde_json::Value = serde_json::from_str(&outputs["report"]).unwrap();
+    assert_eq!(report.as_array().unwrap().len(), 2);
+    assert!(report[0]["key"].as_str().unwrap().ends_with(".sql.zst.age"));
+    seen.extend(outputs.keys().cloned());
+
     // Run 1 left `wide` out; everything else came back.
     let c = compare::open(std::path::Path::new(&restored));
     assert_eq!(compare::rows(&c, "many", false).len(), 200_000);

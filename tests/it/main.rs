@@ -5,9 +5,12 @@ mod support;
 
 mod action_env;
 mod contract;
+mod encrypt;
 mod export;
+mod faults;
 mod inputs;
 mod local;
+mod many;
 mod restore;
 mod retention;
 mod roundtrip;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::support::{self, block_on, cli_env};
 
 /// Rows that compress poorly, so the backup needs several parts.
-fn noisy_db(path: &std::path::Path, rows: u64) {
+pub(crate) fn noisy_db(path: &std::path::Path, rows: u64) {
     let c = rusqlite::Connection::open(path).unwrap();
     c.execute_batch("CREATE TABLE noise(id INTEGER PRIMARY KEY, a TEXT, b BLOB)")
         .unwrap();

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod fixture;
 pub mod gha;
 pub mod run;
+pub mod s3proxy;
 pub mod weed;
 
 use std::collections::BTreeMap;

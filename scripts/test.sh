@@ -22,3 +22,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked "$@"
+echo "== fuzz target (builds on stable; runs its seed corpus once)"
+FUZZ_SKIP_TEST=1 scripts/fuzz-build.sh

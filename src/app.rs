@@ -114,7 +114,21 @@ pub fn main_entry() -> ExitCode {
         Ok(m) => m,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            if !e.use_stderr() {
+                return ExitCode::from(0); // --help, --version
+            }
+            // Bad command-line syntax is bad input like any other: the JSON report too.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let mut message = first.trim_start_matches("error: ").to_string();
+            if e.kind() == clap::error::ErrorKind::InvalidSubcommand {
+                message.push_str(
+                    "; input `command` accepts `backup`, `list`, `prune`, `verify` or `restore`",
+                );
+            }
+            let json = report::failure_json("Backup failed", &anyhow::anyhow!(message));
+            println!("{}", report::json_line(&json));
+            return ExitCode::from(2);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -284,7 +298,7 @@ fn fail_with(
     if let Err(e) = action::write_summary(&summary) {
         log::warn(format!("{e:#}"));
     }
-    println!("{}", secrets::redact(&json.to_string()));
+    println!("{}", report::json_line(&json));
     exit_code(err)
 }
 
@@ -297,7 +311,7 @@ fn succeed(mut outputs: Outputs, json: &serde_json::Value, summary: &str) -> u8 
     if let Err(e) = action::write_summary(summary) {
         log::warn(format!("{e:#}"));
     }
-    println!("{}", secrets::redact(&json.to_string()));
+    println!("{}", report::json_line(json));
     0
 }
 
@@ -541,7 +555,7 @@ fn finish_many(outcomes: Vec<many::Outcome>, bucket: &str, cancel: &Cancellation
         log::error(format!("{e:#}"));
         return 1;
     }
-    println!("{}", secrets::redact(&json.to_string()));
+    println!("{}", report::json_line(&json));
     code
 }
 
@@ -570,7 +584,10 @@ async fn run_list(raw: &RawInputs) -> u8 {
     };
     if !as_json {
         // The human table goes to stderr with the logs; stdout keeps the JSON line.
-        eprint!("{}", prune::table(&items));
+        // Manifest fields in the table are untrusted text: one sanitized line per row.
+        for line in prune::table(&items).lines() {
+            eprintln!("{}", log::sanitize(line));
+        }
     }
     let json = serde_json::json!({
         "success": true,

@@ -196,6 +196,23 @@ impl BackupConfig {
     }
 }
 
+/// The longest duration input accepted (a year).
+const MAX_DURATION_SECS: u64 = 366 * 24 * 3600;
+
+/// Whether `path` starts with SQLite's file header (an empty file is a valid, empty database).
+fn is_sqlite_file(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    match std::fs::File::open(path) {
+        Ok(mut f) => match f.read(&mut header) {
+            Ok(0) => true,
+            Ok(16) => &header == b"SQLite format 3\0",
+            _ => false,
+        },
+        Err(_) => false,
+    }
+}
+
 /// `concurrency`: 1 to 16 databases at a time (default 2).
 fn concurrency(raw: &RawInputs) -> Result<usize> {
     match count(raw, "concurrency", 2, 16)? {
@@ -364,7 +381,18 @@ impl RestoreConfig {
                     "set either `restore-file` (a SQLite file) or `restore-to` (a D1 database), not both",
                 ));
             }
-            (Some(f), None) => RestoreTarget::File(PathBuf::from(f)),
+            (Some(f), None) => {
+                let path = PathBuf::from(f);
+                if path.exists() && !boolean(raw, "force", false)? {
+                    return Err(InputError::new(
+                        "restore-file",
+                        format!(
+                            "{f:?} already exists; choose a new path, or set `force` (--force) to replace it"
+                        ),
+                    ));
+                }
+                RestoreTarget::File(path)
+            }
             (None, Some(d)) => {
                 validate_database_ref(d).map_err(|e| InputError::new("restore-to", e.message))?;
                 if catalog.api.is_none() {
@@ -451,7 +479,9 @@ pub fn duration(raw: &RawInputs, name: &str, default_secs: u64) -> Result<std::t
         _ => 0,
     };
     match num.parse::<u64>() {
-        Ok(n) if n > 0 && mult > 0 => Ok(std::time::Duration::from_secs(n * mult)),
+        Ok(n) if n > 0 && mult > 0 && n.saturating_mul(mult) <= MAX_DURATION_SECS => {
+            Ok(std::time::Duration::from_secs(n * mult))
+        }
         _ => Err(InputError::new(
             name,
             format!(
@@ -507,6 +537,14 @@ fn source_config(raw: &RawInputs, api: Option<&ApiConfig>) -> Result<SourceConfi
                 format!("{file:?} is not a readable file; give the path of a SQLite database file"),
             ));
         }
+        if !is_sqlite_file(&path) {
+            return Err(InputError::new(
+                "sqlite-file",
+                format!(
+                    "{file:?} is not a SQLite database (it does not start with the SQLite header); give the path of a SQLite database file"
+                ),
+            ));
+        }
         let name = match raw.get("database") {
             Some(name) => {
                 if list(raw, "database").len() > 1 || name == "*" {
@@ -544,6 +582,16 @@ fn source_config(raw: &RawInputs, api: Option<&ApiConfig>) -> Result<SourceConfi
             for e in &exclude {
                 validate_database_ref(e)
                     .map_err(|e| InputError::new("exclude-databases", e.message))?;
+            }
+            if let DatabaseSet::Named(names) = &databases
+                && names
+                    .iter()
+                    .all(|n| exclude.iter().any(|e| e.eq_ignore_ascii_case(n)))
+            {
+                return Err(InputError::new(
+                    "exclude-databases",
+                    "leaves none of the databases in `database`; remove entries from it or change `database`",
+                ));
             }
             Ok(SourceConfig::D1Many {
                 api: api.clone(),
@@ -595,9 +643,18 @@ fn store_config(raw: &RawInputs, api: Option<&ApiConfig>) -> Result<StoreConfig>
             "bucket",
             "the R2 bucket to write to (or `output-dir` for a local directory)",
         )),
-        (None, Some(dir)) => Ok(StoreConfig::Local {
-            dir: PathBuf::from(dir),
-        }),
+        (None, Some(dir)) => {
+            let path = PathBuf::from(dir);
+            if path.exists() && !path.is_dir() {
+                return Err(InputError::new(
+                    "output-dir",
+                    format!(
+                        "{dir:?} exists and is not a directory; give a directory (it is created when missing)"
+                    ),
+                ));
+            }
+            Ok(StoreConfig::Local { dir: path })
+        }
         (Some(bucket), None) => {
             validate_bucket(bucket)?;
             let endpoint = match raw.get("r2-endpoint") {
@@ -617,10 +674,22 @@ fn store_config(raw: &RawInputs, api: Option<&ApiConfig>) -> Result<StoreConfig>
                 }
             };
             let keys = match (raw.get("r2-access-key-id"), raw.get("r2-secret-access-key")) {
-                (Some(id), Some(secret)) => R2Keys::Explicit {
-                    access_key_id: id.to_string(),
-                    secret_access_key: secret.to_string(),
-                },
+                (Some(id), Some(secret)) => {
+                    for (input, value) in
+                        [("r2-access-key-id", id), ("r2-secret-access-key", secret)]
+                    {
+                        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                            return Err(InputError::new(
+                                input,
+                                "contains whitespace or control characters; paste the key exactly as R2 shows it",
+                            ));
+                        }
+                    }
+                    R2Keys::Explicit {
+                        access_key_id: id.to_string(),
+                        secret_access_key: secret.to_string(),
+                    }
+                }
                 (None, None) => {
                     if api.is_none() {
                         return Err(missing(

@@ -44,6 +44,10 @@ pub fn sanitize(msg: &str) -> String {
     if out.trim_start().starts_with("::") {
         out.insert_str(0, "| ");
     }
+    // The runner also parses the legacy `##[command]` form anywhere in a line.
+    if out.contains("##[") {
+        out = out.replace("##[", "## [");
+    }
     out
 }
 
@@ -138,6 +142,14 @@ mod tests {
     fn one_message_is_one_line() {
         assert_eq!(sanitize("a\nb\rc"), "a\\nb\\rc");
         assert_eq!(sanitize("x\u{1b}[31m"), "x\\u{1b}[31m");
+    }
+
+    #[test]
+    fn legacy_commands_are_neutralised() {
+        assert_eq!(
+            sanitize("table \"##[set-output name=x;]1\""),
+            "table \"## [set-output name=x;]1\""
+        );
     }
 
     #[test]

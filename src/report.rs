@@ -112,6 +112,12 @@ pub fn backup_json(m: &Manifest, bucket: &str) -> Value {
     v
 }
 
+/// The report as the final stdout line: secrets redacted, and no legacy `##[command]`
+/// text (the runner parses it anywhere in a line; `\u005b` is the same JSON string).
+pub fn json_line(v: &Value) -> String {
+    redact(&v.to_string()).replace("##[", "##\\u005b")
+}
+
 /// The failure report.
 pub fn failure_json(message: &str, error: &anyhow::Error) -> Value {
     json!({

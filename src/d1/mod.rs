@@ -164,8 +164,12 @@ impl D1Client {
                 Err(e) => e,
             };
             err.attempts = attempts;
-            if let Some(ra) = err.retry_after {
-                // The limit is per token: hold every caller, not just this one.
+            if let Some(ra) = err.retry_after
+                && ra <= self.options.policy.max_elapsed
+            {
+                // The limit is per token: hold every caller, not just this one. (A wait
+                // longer than the whole retry allowance fails this request instead of
+                // freezing the run.)
                 self.budget.pause_for(ra).await;
             }
             let may_repeat = match idempotency {

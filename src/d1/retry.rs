@@ -58,26 +58,30 @@ impl RetryPolicy {
     /// Whether another attempt is allowed after `attempts` tries, `elapsed` so far, and a
     /// planned `delay`.
     pub fn allows(&self, attempts: u32, elapsed: Duration, delay: Duration) -> bool {
-        attempts < self.max_attempts && elapsed + delay <= self.max_elapsed
+        attempts < self.max_attempts && elapsed.saturating_add(delay) <= self.max_elapsed
     }
 }
 
 /// Parse a `Retry-After` header: delta-seconds or an HTTP date.
 pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = v.parse::<f64>()
+    let parsed = if let Ok(secs) = v.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else if let Ok(secs) = v.parse::<f64>()
         && secs.is_finite()
         && secs >= 0.0
     {
-        return Some(Duration::from_secs_f64(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - now;
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
+        Duration::try_from_secs_f64(secs).unwrap_or(MAX_RETRY_AFTER)
+    } else {
+        let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+        let delta = when.with_timezone(&chrono::Utc) - now;
+        delta.to_std().unwrap_or(Duration::ZERO)
+    };
+    Some(parsed.min(MAX_RETRY_AFTER))
 }
+
+/// Longer `Retry-After` values are read as this (a day): no retry waits that long anyway.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// A sliding-window request budget plus a pause set by 429 answers.
 #[derive(Debug)]
@@ -128,7 +132,7 @@ impl Budget {
     /// Hold every request until `delay` from now (after a 429 with `retry-after`).
     pub async fn pause_for(&self, delay: Duration) {
         let mut st = self.state.lock().await;
-        let until = Instant::now() + delay;
+        let until = Instant::now() + delay.min(MAX_RETRY_AFTER);
         if st.paused_until.is_none_or(|p| p < until) {
             st.paused_until = Some(until);
         }
@@ -238,10 +242,17 @@ mod tests {
             ("Wed, 21 Oct 2015 07:28:10 GMT", Some(10)),
             ("Wed, 21 Oct 2015 07:27:00 GMT", Some(0)),
             ("soon", None),
+            // Absurd values are capped, never a panic or an overflow later.
+            ("1e20", Some(86_400)),
+            ("18446744073709551615", Some(86_400)),
+            ("8888888888888888888888888888888888888888", Some(86_400)),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", Some(86_400)),
         ];
         for (v, want) in cases {
             assert_eq!(parse_retry_after(v, now).map(|d| d.as_secs()), *want, "{v}");
         }
+        let p = RetryPolicy::default();
+        assert!(!p.allows(1, Duration::MAX, Duration::MAX));
     }
 
     #[test]

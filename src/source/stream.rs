@@ -285,6 +285,11 @@ impl PageDecoder {
         match c {
             b'{' | b'[' => {
                 let kind = if c == b'{' { Kind::Object } else { Kind::Array };
+                if (kind == Kind::Object && self.path_is(&[P::RowsArray, P::Rows]))
+                    || self.path_is(&[P::Cell])
+                {
+                    return Err("`rows` must be an array of arrays of strings".into());
+                }
                 if kind == Kind::Array && self.path_is(&[P::Rows]) {
                     self.row_cells = 0;
                 }
@@ -343,6 +348,9 @@ impl PageDecoder {
     }
 
     fn check_row_width(&mut self) -> Result<(), String> {
+        if self.row_cells == 0 {
+            return Err("a row has no cells".into());
+        }
         let w = self.out.page.width();
         if w == 0 && self.out.page.len_cells() == self.row_cells {
             self.out.page.set_width(self.row_cells);
@@ -371,7 +379,7 @@ impl PageDecoder {
             self.error.1 = Some(s.to_string());
         } else if self.path_is(&[P::Success]) {
             return Err("`success` is not a boolean".into());
-        } else if self.path_is(&[P::Rows]) {
+        } else if self.path_is(&[P::Rows, P::RowsArray]) {
             return Err("a row is not an array of strings".into());
         }
         self.value_done();
@@ -390,6 +398,8 @@ impl PageDecoder {
             self.error.0 = text.parse::<f64>().ok().map(|f| f as i64);
         } else if self.path_is(&[P::Cell]) {
             return Err(format!("expected an SQL literal string, got {text}"));
+        } else if self.path_is(&[P::Rows, P::RowsArray]) {
+            return Err(format!("a row is not an array of strings: {text}"));
         }
         self.value_done();
         Ok(())
@@ -443,6 +453,8 @@ enum P {
     ErrorCode,
     ErrorMessage,
     Column,
+    /// The value of `rows` itself.
+    RowsArray,
     /// An element of the `rows` array (a row).
     Rows,
     /// An element of a row (a cell).
@@ -462,8 +474,20 @@ impl P {
             P::ErrorCode => segs.len() == 3 && key(segs[0], "errors") && key(segs[2], "code"),
             P::ErrorMessage => segs.len() == 3 && key(segs[0], "errors") && key(segs[2], "message"),
             P::Column => segs.len() == 5 && first_result(&segs) && key(segs[3], "columns"),
-            P::Rows => segs.len() == 5 && first_result(&segs) && key(segs[3], "rows"),
-            P::Cell => segs.len() == 6 && first_result(&segs) && key(segs[3], "rows"),
+            P::RowsArray => segs.len() == 4 && first_result(&segs) && key(segs[3], "rows"),
+            P::Rows => {
+                segs.len() == 5
+                    && first_result(&segs)
+                    && key(segs[3], "rows")
+                    && matches!(segs[4], Some(Seg::Index(_)))
+            }
+            P::Cell => {
+                segs.len() == 6
+                    && first_result(&segs)
+                    && key(segs[3], "rows")
+                    && matches!(segs[4], Some(Seg::Index(_)))
+                    && matches!(segs[5], Some(Seg::Index(_)))
+            }
         }
     }
 }
@@ -530,6 +554,27 @@ mod tests {
         let body = r#"{"result":[{"results":{"columns":["a","b","c"],"rows":[]},"success":true}],"success":true}"#;
         let d = decode_in_chunks(body.as_bytes(), 5).unwrap();
         assert_eq!((d.page.len(), d.page.width()), (0, 3));
+    }
+
+    #[test]
+    fn refuses_malformed_rows() {
+        for rows in [
+            r#"[[],["'a'"]]"#,
+            r#"[null,["'a'"],7]"#,
+            r#"[["'y'"],{"k":"'v'"}]"#,
+            r#"{"0":["'a'"]}"#,
+            r#"[["'a'",["'b'"]]]"#,
+            r#"[["'a'",{"x":"'b'"}]]"#,
+            r#""'a'""#,
+        ] {
+            let body = format!(
+                r#"{{"success":true,"errors":[],"messages":[],"result":[{{"results":{{"columns":["c"],"rows":{rows}}},"success":true}}]}}"#
+            );
+            assert!(
+                decode_in_chunks(body.as_bytes(), 7).is_err(),
+                "accepted rows {rows}"
+            );
+        }
     }
 
     #[test]

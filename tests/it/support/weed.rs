@@ -132,6 +132,9 @@ fn start(bin: &PathBuf) -> Weed {
             &format!("-volume.port={}", base + 2),
             &format!("-filer.port={}", base + 3),
             &format!("-admin.port={}", base + 4),
+            // Every test bucket is a collection with a volume of its own; the default
+            // maximum is derived from free disk space (27 here) and runs out mid-suite.
+            "-volume.max=1000",
             "-webdav=false",
             "-admin.ui=false",
             "-s3.port.iceberg=0",

@@ -406,6 +406,25 @@ struct OneBackup {
     failure: Option<(&'static str, anyhow::Error)>,
 }
 
+impl OneBackup {
+    /// A failure after the backup was written: the report so far, marked failed.
+    fn failed_after(
+        mut json: serde_json::Value,
+        outputs: Outputs,
+        summary: String,
+        message: &'static str,
+        err: anyhow::Error,
+    ) -> OneBackup {
+        report::mark_failed(&mut json, message, &err);
+        OneBackup {
+            json,
+            outputs,
+            summary,
+            failure: Some((message, err)),
+        }
+    }
+}
+
 /// Back up one source: dump and upload, verify, apply retention.
 async fn backup_one(
     cfg: &BackupConfig,
@@ -467,14 +486,13 @@ async fn backup_one(
                 manifest.key,
                 v.problems.join("; ")
             );
-            json["success"] = serde_json::json!(false);
-            json["error"] = serde_json::json!(secrets::redact(&format!("{err:#}")));
-            return OneBackup {
+            return OneBackup::failed_after(
                 json,
                 outputs,
                 summary,
-                failure: Some(("Backup failed verification", err)),
-            };
+                "Backup failed verification",
+                err,
+            );
         }
     }
     // Retention runs only after a backup that was written and verified.
@@ -498,14 +516,7 @@ async fn backup_one(
                     "backup {} succeeded, but pruning failed",
                     manifest.key
                 ));
-                json["success"] = serde_json::json!(false);
-                json["error"] = serde_json::json!(secrets::redact(&format!("{err:#}")));
-                return OneBackup {
-                    json,
-                    outputs,
-                    summary,
-                    failure: Some(("Retention failed", err)),
-                };
+                return OneBackup::failed_after(json, outputs, summary, "Retention failed", err);
             }
         }
     }

@@ -146,9 +146,7 @@ impl Outcome {
         error: anyhow::Error,
         mut json: Value,
     ) -> Outcome {
-        json["success"] = json!(false);
-        json["message"] = json!(message);
-        json["error"] = json!(redact(&format!("{error:#}")));
+        crate::report::mark_failed(&mut json, message, &error);
         Outcome {
             database,
             json,

@@ -118,6 +118,13 @@ pub fn json_line(v: &Value) -> String {
     redact(&v.to_string()).replace("##[", "##\\u005b")
 }
 
+/// Turn a report gathered so far into a failure report (keeping what it already says).
+pub fn mark_failed(json: &mut Value, message: &str, error: &anyhow::Error) {
+    json["success"] = json!(false);
+    json["message"] = json!(message);
+    json["error"] = json!(redact(&format!("{error:#}")));
+}
+
 /// The failure report.
 pub fn failure_json(message: &str, error: &anyhow::Error) -> Value {
     json!({

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use fake_d1::Faults;
 
 use crate::support::s3proxy::{Fault, S3Proxy};
-use crate::support::{self, block_on, cli_env, compare, restore_d1_rules, run};
+use crate::support::{self, cli_env, run};
 
 #[test]
 fn rate_limits_and_server_errors_are_retried_and_the_backup_is_exact() {
@@ -52,12 +52,7 @@ fn rate_limits_and_server_errors_are_retried_and_the_backup_is_exact() {
         }
     }
 
-    let key = r.report()["key"].as_str().unwrap().to_string();
-    let store = support::s3_store(&endpoint, &bucket);
-    let sql = support::sql_of(&support::get_bytes(&store, &key), &key);
-    let restored = dir.path().join("restored.sqlite");
-    restore_d1_rules(&sql, &restored);
-    compare::assert_same(&db, &restored);
+    support::assert_stored_backup_restores(&r, &endpoint, &bucket, &db, dir.path());
 }
 
 #[test]
@@ -85,27 +80,7 @@ fn every_kind_of_api_fault_is_survived() {
     let faults: std::collections::BTreeSet<&str> =
         fake.requests().iter().filter_map(|q| q.fault).collect();
     assert!(faults.len() >= 5, "faults injected: {faults:?}");
-    let key = r.report()["key"].as_str().unwrap().to_string();
-    let store = support::s3_store(&endpoint, &bucket);
-    let sql = support::sql_of(&support::get_bytes(&store, &key), &key);
-    let restored = dir.path().join("restored.sqlite");
-    restore_d1_rules(&sql, &restored);
-    compare::assert_same(&db, &restored);
-}
-
-fn open_uploads(endpoint: &str, bucket: &str) -> usize {
-    let store = support::s3_store(endpoint, bucket);
-    block_on(async {
-        store
-            .client()
-            .list_multipart_uploads()
-            .bucket(bucket)
-            .send()
-            .await
-            .unwrap()
-            .uploads()
-            .len()
-    })
+    support::assert_stored_backup_restores(&r, &endpoint, &bucket, &db, dir.path());
 }
 
 /// A local database whose dump compresses poorly: several 5 MiB parts.
@@ -145,7 +120,7 @@ fn a_failing_part_or_completion_leaves_nothing_behind() {
             "{fault:?}: an object or manifest was left"
         );
         assert_eq!(
-            open_uploads(&endpoint, &bucket),
+            support::open_uploads(&endpoint, &bucket),
             0,
             "{fault:?}: the multipart upload was left open"
         );
@@ -169,12 +144,7 @@ fn a_part_that_fails_once_is_replayed_from_memory() {
     assert_eq!(proxy.faulted.load(std::sync::atomic::Ordering::SeqCst), 1);
     // The part was sent again (the dump is not re-read), and the object is exact.
     assert_eq!(r.report()["verified"], true);
-    let key = r.report()["key"].as_str().unwrap().to_string();
-    let store = support::s3_store(&endpoint, &bucket);
-    let sql = support::sql_of(&support::get_bytes(&store, &key), &key);
-    let restored = dir.path().join("restored.sqlite");
-    restore_d1_rules(&sql, &restored);
-    compare::assert_same(&db, &restored);
+    support::assert_stored_backup_restores(&r, &endpoint, &bucket, &db, dir.path());
 }
 
 #[test]
@@ -199,7 +169,7 @@ fn sigkill_mid_upload_leaves_no_object_and_no_manifest() {
         .spawn()
         .unwrap();
     let t0 = Instant::now();
-    while open_uploads(&endpoint, &bucket) == 0 {
+    while support::open_uploads(&endpoint, &bucket) == 0 {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the backup ended before a multipart upload began"

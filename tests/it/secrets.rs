@@ -8,6 +8,16 @@ fn assert_clean(text: &str, secrets: &[&str], context: &str) {
     }
 }
 
+/// Everything a run printed or wrote, except the `::add-mask::` lines (the runner needs the
+/// secret there, once, to mask it everywhere else).
+fn unmasked_text(r: &run::Run) -> String {
+    r.all_text()
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn token_and_s3_secrets_never_leak() {
     let Some((endpoint, bucket)) = support::bucket("secrets") else {
@@ -37,12 +47,7 @@ fn token_and_s3_secrets_never_leak() {
     let r = env.run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     // add-mask lines are the only place a secret may be named (the runner needs them).
-    let unmasked: String = r
-        .all_text()
-        .lines()
-        .filter(|l| !l.starts_with("::add-mask::"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let unmasked = unmasked_text(&r);
     assert_clean(&unmasked, &secrets, "action run");
     assert!(
         r.stdout
@@ -59,12 +64,7 @@ fn token_and_s3_secrets_never_leak() {
     env.env.insert("RUNNER_DEBUG".into(), "1".into());
     let r = env.run();
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let unmasked: String = r
-        .all_text()
-        .lines()
-        .filter(|l| !l.starts_with("::add-mask::"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let unmasked = unmasked_text(&r);
     assert_clean(&unmasked, &secrets, "derived keys");
     assert!(
         r.stdout.contains(&format!("::add-mask::{derived}")),
@@ -299,12 +299,7 @@ fn every_command_and_phase_keeps_secrets() {
     assert!(runs.iter().skip(10).all(|(_, r)| r.code != 0));
     let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     for (label, r) in &runs {
-        let unmasked: String = r
-            .all_text()
-            .lines()
-            .filter(|l| !l.starts_with("::add-mask::"))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let unmasked = unmasked_text(r);
         assert_clean(&unmasked, &secret_refs, label);
     }
     let store = support::s3_store(&endpoint, &bucket);

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, block_on, cli_env};
+use crate::support::{self, cli_env};
 
 /// Rows that compress poorly, so the backup needs several parts.
 pub(crate) fn noisy_db(path: &std::path::Path, rows: u64) {
@@ -58,19 +58,7 @@ fn sigterm_aborts_the_upload() {
         .spawn()
         .unwrap();
     let store = support::s3_store(&endpoint, &bucket);
-    let open_uploads = || {
-        block_on(async {
-            store
-                .client()
-                .list_multipart_uploads()
-                .bucket(&bucket)
-                .send()
-                .await
-                .unwrap()
-                .uploads()
-                .len()
-        })
-    };
+    let open_uploads = || support::open_uploads(&endpoint, &bucket);
     let t0 = Instant::now();
     while open_uploads() == 0 {
         assert!(

@@ -161,6 +161,38 @@ pub fn cli_env(
     env
 }
 
+/// Multipart uploads still open in `bucket`.
+pub fn open_uploads(endpoint: &str, bucket: &str) -> usize {
+    let store = s3_store(endpoint, bucket);
+    block_on(async {
+        store
+            .client()
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap()
+            .uploads()
+            .len()
+    })
+}
+
+/// The backup a run reported (`key`) restores, under D1's rules, to exactly `source`.
+pub fn assert_stored_backup_restores(
+    run: &run::Run,
+    endpoint: &str,
+    bucket: &str,
+    source: &Path,
+    scratch: &Path,
+) {
+    let key = run.report()["key"].as_str().unwrap().to_string();
+    let store = s3_store(endpoint, bucket);
+    let sql = sql_of(&get_bytes(&store, &key), &key);
+    let restored = scratch.join("restored-from-store.sqlite");
+    restore_d1_rules(&sql, &restored);
+    compare::assert_same(source, &restored);
+}
+
 /// Restore SQL into a new SQLite file under D1's rules (statement limit, FKs, one transaction).
 pub fn restore_d1_rules(sql: &[u8], path: &Path) -> d1_backup::load::LoadStats {
     let conn = rusqlite::Connection::open(path).unwrap();

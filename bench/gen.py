@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Generate a deterministic ratings-like SQLite database of about a given file size.
+
+usage: gen.py OUT.sqlite SIZE [--seed N]
+       gen.py --version
+
+SIZE is a byte count with an optional binary suffix (5M = 5 MiB, 100M, 1G = 1 GiB). The file
+is written to OUT.sqlite.tmp and renamed when complete, so an interrupted run never leaves a
+half-built database that a later run would reuse. Rows are inserted in fixed batches until
+the file (tables + indexes) reaches SIZE; with the same seed, SQLite and Python the result is
+identical row for row.
+
+Shape (what a D1 app that stores ratings looks like):
+  users(id INTEGER PK, handle TEXT UNIQUE, country TEXT, created_at INTEGER, avatar BLOB)
+      one per ~40 ratings; ~10% have a 256..2048-byte avatar BLOB (random, incompressible)
+  items(id INTEGER PK, title TEXT, year INTEGER, avg_score REAL)
+  ratings(id INTEGER PK, user_id INTEGER, item_id INTEGER, score REAL, weight REAL,
+          review TEXT, tags TEXT, created_at TEXT, helpful INTEGER, attachment BLOB)
+      score in 0.5 steps, weight a full-precision double, review 0..80 Zipf-distributed
+      words (~65% of rows), tags short JSON text, helpful sometimes a 64-bit integer,
+      ~2% of rows carry a 64..4096-byte attachment BLOB
+  index ratings_item_score ON ratings(item_id, score), index ratings_user ON ratings(user_id)
+"""
+
+import os
+import random
+import sqlite3
+import sys
+import time
+
+GENERATOR_VERSION = 1
+BATCH = 5000
+
+
+def parse_size(s: str) -> int:
+    s = s.strip().upper()
+    mult = 1
+    for suffix, m in (("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)):
+        if s.endswith(suffix):
+            s, mult = s[:-1], m
+            break
+    return int(float(s) * mult)
+
+
+def vocabulary(rnd: random.Random, n: int):
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    lw = [12.7, 9.1, 8.2, 7.5, 7.0, 6.7, 6.3, 6.1, 6.0, 4.3, 4.0, 2.8, 2.8, 2.4, 2.4,
+          2.2, 2.0, 2.0, 1.9, 1.5, 1.0, 0.8, 0.2, 0.2, 0.1, 0.1]
+    words = set()
+    out = []
+    while len(out) < n:
+        w = "".join(rnd.choices(letters, lw, k=rnd.randint(2, 10)))
+        if w not in words:
+            words.add(w)
+            out.append(w)
+    weights = [1.0 / (i + 1) for i in range(n)]  # Zipf
+    cum = []
+    acc = 0.0
+    for w in weights:
+        acc += w
+        cum.append(acc)
+    return out, cum
+
+
+def main(argv):
+    if argv[1:] == ["--version"]:  # run.sh names the cached files after it
+        print(GENERATOR_VERSION)
+        return 0
+    if len(argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    out = argv[1]
+    target = parse_size(argv[2])
+    seed = 42
+    if "--seed" in argv:
+        seed = int(argv[argv.index("--seed") + 1])
+    tmp = out + ".tmp"
+    for p in (tmp, tmp + "-journal"):
+        if os.path.exists(p):
+            os.remove(p)
+    rnd = random.Random(seed)
+    words, cum = vocabulary(rnd, 4000)
+    tags_pool = ["drama", "comedy", "sci-fi", "horror", "indie", "classic", "family",
+                 "documentary", "thriller", "romance", "animation", "noir", "é-accent", "日本"]
+    countries = ["US", "DE", "FR", "GB", "JP", "BR", "IN", "CA", "NL", "SE", "ES", "IT", None]
+
+    c = sqlite3.connect(tmp, isolation_level=None)
+    c.executescript(
+        """
+        PRAGMA page_size=4096;
+        PRAGMA journal_mode=OFF;
+        PRAGMA synchronous=OFF;
+        PRAGMA cache_size=-262144;
+        CREATE TABLE users(
+            id INTEGER PRIMARY KEY,
+            handle TEXT NOT NULL UNIQUE,
+            country TEXT,
+            created_at INTEGER NOT NULL,
+            avatar BLOB
+        );
+        CREATE TABLE items(
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            year INTEGER,
+            avg_score REAL
+        );
+        CREATE TABLE ratings(
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            score REAL NOT NULL,
+            weight REAL,
+            review TEXT,
+            tags TEXT,
+            created_at TEXT NOT NULL,
+            helpful INTEGER NOT NULL DEFAULT 0,
+            attachment BLOB
+        );
+        CREATE INDEX ratings_item_score ON ratings(item_id, score);
+        CREATE INDEX ratings_user ON ratings(user_id);
+        """
+    )
+    n_items = 20000
+    c.execute("BEGIN")
+    c.executemany(
+        "INSERT INTO items(id, title, year, avg_score) VALUES(?,?,?,?)",
+        (
+            (i, " ".join(rnd.choices(words, cum_weights=cum, k=rnd.randint(1, 6))).title(),
+             rnd.randint(1920, 2025), rnd.random() * 5)
+            for i in range(1, n_items + 1)
+        ),
+    )
+    c.execute("COMMIT")
+
+    page_size = c.execute("PRAGMA page_size").fetchone()[0]
+    t0 = time.time()
+    rid = 0
+    uid = 0
+    base_ts = 1_600_000_000
+    last_report = t0
+    while True:
+        users = []
+        rows = []
+        for _ in range(BATCH):
+            rid += 1
+            if rid % 40 == 1:
+                uid += 1
+                avatar = rnd.randbytes(rnd.randint(256, 2048)) if rnd.random() < 0.10 else None
+                users.append((uid, f"user_{uid}_{rnd.choice(words)}", rnd.choice(countries),
+                              base_ts + rnd.randint(0, 100_000_000), avatar))
+            has_review = rnd.random() < 0.65
+            review = (" ".join(rnd.choices(words, cum_weights=cum, k=rnd.randint(3, 80)))
+                      .capitalize() + "." if has_review else None)
+            tags = ("[" + ",".join('"%s"' % t for t in rnd.sample(tags_pool, rnd.randint(0, 3))) + "]"
+                    if rnd.random() < 0.5 else None)
+            ts = base_ts + rid * 7 + rnd.randint(0, 6)
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+            helpful = rnd.randint(0, 50) if rnd.random() < 0.98 else rnd.getrandbits(63)
+            attachment = rnd.randbytes(rnd.randint(64, 4096)) if rnd.random() < 0.02 else None
+            weight = rnd.random() if rnd.random() < 0.9 else None
+            rows.append((rid, rnd.randint(1, uid), rnd.randint(1, n_items),
+                         rnd.randint(1, 10) / 2.0, weight, review, tags, created, helpful,
+                         attachment))
+        c.execute("BEGIN")
+        c.executemany("INSERT INTO users VALUES(?,?,?,?,?)", users)
+        c.executemany("INSERT INTO ratings VALUES(?,?,?,?,?,?,?,?,?,?)", rows)
+        c.execute("COMMIT")
+        size = c.execute("PRAGMA page_count").fetchone()[0] * page_size
+        now = time.time()
+        if now - last_report > 15:
+            last_report = now
+            print(f"  gen {os.path.basename(out)}: {size / (1 << 20):.0f} MiB / "
+                  f"{target / (1 << 20):.0f} MiB, {rid} rows, {now - t0:.0f}s", file=sys.stderr)
+        if size >= target:
+            break
+    c.execute("ANALYZE")
+    c.close()
+    os.rename(tmp, out)
+    print(f"  gen {os.path.basename(out)}: {os.path.getsize(out)} bytes, {rid} ratings, "
+          f"{uid} users, {time.time() - t0:.0f}s (seed {seed}, generator v{GENERATOR_VERSION})",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -367,7 +367,10 @@ async fn run_backup(raw: &RawInputs, cancel: &CancellationToken) -> u8 {
                     let label = t.label.clone();
                     log::scoped(&label, async move {
                         match t.resolved {
-                            Err(err) => many::Outcome::failed(t.label, "Backup failed", err),
+                            Err(err) => {
+                                log::error(format!("{err:#}"));
+                                many::Outcome::failed(t.label, "Backup failed", err)
+                            }
                             Ok((client, db)) => {
                                 log::info(format!("Back up {}", db.name));
                                 let source: Arc<dyn Source> = Arc::new(D1Source::new(client, &db));

@@ -1,8 +1,8 @@
 //! Bad days: a rate-limited, flaky D1 API, and an S3 server that fails a part, fails the
 //! completion, or loses the process mid-upload. Nothing half-written may look complete.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use fake_d1::Faults;
 
@@ -161,25 +161,7 @@ fn sigkill_mid_upload_leaves_no_object_and_no_manifest() {
     fake.add_database("noise", &db);
     let mut env = cli_env(&fake, "noise", &endpoint, &bucket);
     env.insert("D1_BACKUP_COMPRESSION_LEVEL".into(), "1".into());
-    let mut child = Command::new(run::bin())
-        .env_clear()
-        .envs(&env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while support::open_uploads(&endpoint, &bucket) == 0 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the backup ended before a multipart upload began"
-        );
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no multipart upload started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = crate::signals::spawn_until_upload_opens(&env, &endpoint, &bucket, Stdio::null);
     child.kill().unwrap(); // SIGKILL: no handler runs.
     let status = child.wait().unwrap();
     assert!(!status.success());

@@ -34,6 +34,35 @@ pub(crate) fn noisy_db(path: &std::path::Path, rows: u64) {
     tx.commit().unwrap();
 }
 
+/// Start a backup and return once its multipart upload has begun (the moment to interrupt).
+pub(crate) fn spawn_until_upload_opens(
+    env: &std::collections::BTreeMap<String, String>,
+    endpoint: &str,
+    bucket: &str,
+    output: fn() -> Stdio,
+) -> std::process::Child {
+    let mut child = Command::new(crate::support::run::bin())
+        .env_clear()
+        .envs(env)
+        .stdout(output())
+        .stderr(output())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while support::open_uploads(endpoint, bucket) == 0 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before a multipart upload began"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no multipart upload started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
 #[test]
 fn sigterm_aborts_the_upload() {
     let Some((endpoint, bucket)) = support::bucket("sigterm") else {
@@ -50,27 +79,9 @@ fn sigterm_aborts_the_upload() {
     fake.add_database("noise", &db);
     let mut env = cli_env(&fake, "noise", &endpoint, &bucket);
     env.insert("D1_BACKUP_COMPRESSION_LEVEL".into(), "1".into());
-    let mut child = Command::new(crate::support::run::bin())
-        .env_clear()
-        .envs(&env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_until_upload_opens(&env, &endpoint, &bucket, Stdio::piped);
     let store = support::s3_store(&endpoint, &bucket);
     let open_uploads = || support::open_uploads(&endpoint, &bucket);
-    let t0 = Instant::now();
-    while open_uploads() == 0 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the backup ended before a multipart upload began"
-        );
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no multipart upload started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     // SAFETY: sending a signal to our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let sent = Instant::now();

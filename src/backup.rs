@@ -23,7 +23,7 @@ use crate::dump::schema::Schema;
 use crate::dump::{self, DumpHeader, DumpOptions, TableStats};
 use crate::encrypt::{self, Recipients};
 use crate::manifest::{
-    self, DatabaseRef, Digest, DumpSelection, Manifest, ObjectMetadata, Timings, rfc3339,
+    self, DatabaseRef, Digest, DumpSelection, Manifest, ObjectMetadata, Reordered, Timings, rfc3339,
 };
 use crate::pipeline::{self, Streamed, Target};
 use crate::progress::{self, Progress};
@@ -85,6 +85,8 @@ struct Produced {
     bookmark: Option<String>,
     consistent: bool,
     export_seconds: Option<f64>,
+    /// Export only: tables whose CREATE TABLE was moved up.
+    moved: Vec<String>,
 }
 
 /// Back up `source` into `store`; returns the manifest that was written.
@@ -198,7 +200,7 @@ async fn attempt_backup(
         (Some(done), _) => {
             let d1 = source.as_d1().ok_or_else(|| anyhow!("export source is not D1"))?;
             pipeline::stream_to_store(target, cancel, |tx| async move {
-                let out = export::download(d1, done, schema, &tx, cancel).await?;
+                let out = export::download(d1, done, schema, &job.dump, &tx, cancel).await?;
                 Ok(Produced {
                     tables: out.tables,
                     row_count: out.row_count,
@@ -207,6 +209,7 @@ async fn attempt_backup(
                     bookmark: Some(out.bookmark),
                     consistent: true,
                     export_seconds: Some(out.blocked_seconds),
+                    moved: out.moved,
                 })
             })
             .await
@@ -257,6 +260,7 @@ async fn attempt_backup(
                     bookmark: before.clone(),
                     consistent,
                     export_seconds: None,
+                    moved: Vec::new(),
                 })
             })
             .await
@@ -315,6 +319,10 @@ async fn attempt_backup(
         },
         requests: produced.requests,
         warnings: produced.warnings.clone(),
+        reordered: (!produced.moved.is_empty()).then(|| Reordered {
+            how: export::REORDER_HOW.to_string(),
+            tables: produced.moved.clone(),
+        }),
     };
     write_manifest(store.as_ref(), &manifest).await?;
     log::info(format!(

@@ -26,6 +26,7 @@ pub mod dump;
 pub mod encrypt;
 pub mod export;
 pub mod inputs;
+pub mod literal;
 pub mod load;
 pub mod log;
 pub mod manifest;

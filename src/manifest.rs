@@ -141,6 +141,19 @@ pub struct Manifest {
     pub requests: u64,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Set when the stored SQL is not in the order D1's export wrote it (see
+    /// [`crate::export`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reordered: Option<Reordered>,
+}
+
+/// How the stored SQL differs in order from what D1 served.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reordered {
+    /// What was moved, in words.
+    pub how: String,
+    /// The tables whose `CREATE TABLE` statements were moved.
+    pub tables: Vec<String>,
 }
 
 impl Manifest {

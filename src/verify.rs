@@ -220,8 +220,14 @@ fn load_blocking<R: Read + Send + 'static>(
                     ));
                 } else {
                     report.checks.push(format!(
-                        "SQL: {sql_size} bytes, SHA-256 matches; {statements} statements loaded under D1's rules"
+                        "SQL: {sql_size} bytes, SHA-256 matches; {statements} statements loaded the way `restore` loads them (D1's import rules: one transaction, foreign keys on and deferred to the end, statements of at most 100,000 bytes)"
                     ));
+                    if let Some(r) = &m.reordered {
+                        report.checks.push(format!(
+                            "loaded in the stored order: D1's export with the CREATE TABLE of {} moved to the top",
+                            r.tables.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
+                        ));
+                    }
                 }
             }
             if load_sql {

@@ -973,13 +973,17 @@ proptest! {
             .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
         prop_assert_eq!(decoded.success, Some(true));
         prop_assert!(decoded.errors.is_empty());
-        prop_assert_eq!(decoded.page.width(), width);
-        prop_assert_eq!(decoded.page.len(), rows.len());
+        // One page per statement: the second result is a page of its own.
+        prop_assert_eq!(decoded.pages.len(), 2);
+        let page = &decoded.pages[0];
+        prop_assert_eq!(page.width(), width);
+        prop_assert_eq!(page.len(), rows.len());
         for (r, row) in rows.iter().enumerate() {
-            prop_assert_eq!(&decoded.page.row(r), row);
+            prop_assert_eq!(&page.row(r), row);
         }
+        prop_assert_eq!(decoded.pages[1].row(0), vec!["ignored"]);
         let serde_page: d1_backup::source::Page = serde_json::from_value(results).unwrap();
-        prop_assert_eq!(&decoded.page, &serde_page);
+        prop_assert_eq!(page, &serde_page);
         harness::decode_d1_response(text.as_bytes());
     }
 
@@ -1057,15 +1061,15 @@ fn fuzz_seed_corpus_decodes() {
             "raw_page_success.json" => {
                 let d = streamed.unwrap();
                 assert_eq!(
-                    (d.success, d.page.len(), d.page.width()),
+                    (d.success, d.pages[0].len(), d.pages[0].width()),
                     (Some(true), 4, 4)
                 );
-                assert_eq!(d.page.cell(1, 1), "'a\nb\r\né😀'");
-                assert_eq!(d.page.cell(2, 2), "Inf");
+                assert_eq!(d.pages[0].cell(1, 1), "'a\nb\r\né😀'");
+                assert_eq!(d.pages[0].cell(2, 2), "Inf");
             }
             "raw_empty.json" => {
                 let d = streamed.unwrap();
-                assert_eq!((d.page.len(), d.page.width()), (0, 3));
+                assert_eq!((d.pages[0].len(), d.pages[0].width()), (0, 3));
             }
             "error_7500.json" | "error_memory_limit.json" | "success_false_7500_reset.json" => {
                 let d = streamed.unwrap();

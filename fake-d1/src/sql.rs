@@ -347,7 +347,7 @@ mod tests {
         run(&db, "CREATE TABLE t(a UNIQUE)", Shape::Objects).unwrap();
         assert_eq!(
             run(&db, "INSERT INTO t VALUES(1),(1)", Shape::Objects).unwrap_err(),
-            "UNIQUE constraint failed: t.a: SQLITE_CONSTRAINT"
+            "UNIQUE constraint failed: t.a: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_UNIQUE)"
         );
         let long = format!("SELECT '{}'", "x".repeat(100_000));
         assert_eq!(

@@ -280,7 +280,7 @@ fn multi_statement_and_batch_run_in_one_transaction() {
     assert_eq!(r.status, 400);
     assert_eq!(
         r.error().1,
-        "UNIQUE constraint failed: t.a: SQLITE_CONSTRAINT"
+        "UNIQUE constraint failed: t.a: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_UNIQUE)"
     );
     assert_eq!(h.raw_rows("db", "SELECT count(*) FROM t"), "[[3]]");
 }

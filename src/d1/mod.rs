@@ -332,27 +332,49 @@ impl D1Client {
         .ok_or_else(|| missing_result(operation))
     }
 
-    /// Run one statement through `/raw` whose cells are all text, into a compact page. The
-    /// body is decoded as it arrives (see [`crate::source::stream`]).
-    pub async fn raw_page(
+    /// Run statements through one `/raw` request (several as a `batch`, each statement
+    /// prepared on its own, so D1's statement limit applies to each), into one compact page
+    /// per statement. The body is decoded as it arrives (see [`crate::source::stream`]).
+    pub async fn raw_pages(
         &self,
         database_id: &str,
         operation: &str,
-        sql: &str,
+        statements: &[String],
         cells_hint: usize,
-    ) -> Result<crate::source::Page, ApiError> {
+    ) -> Result<Vec<crate::source::Page>, ApiError> {
         let path = self.db_path(database_id, "/raw");
-        let body = serde_json::json!({ "sql": sql, "params": [] });
-        self.execute(
-            operation,
-            Method::POST,
-            &path,
-            &[],
-            Some(&body),
-            Idempotency::Safe,
-            |resp| decode_page(operation, resp, cells_hint),
-        )
-        .await
+        let body = match statements {
+            [one] => serde_json::json!({ "sql": one, "params": [] }),
+            many => serde_json::json!({
+                "batch": many
+                    .iter()
+                    .map(|sql| serde_json::json!({ "sql": sql, "params": [] }))
+                    .collect::<Vec<_>>()
+            }),
+        };
+        let pages = self
+            .execute(
+                operation,
+                Method::POST,
+                &path,
+                &[],
+                Some(&body),
+                Idempotency::Safe,
+                |resp| decode_page(operation, resp, cells_hint),
+            )
+            .await?;
+        if pages.len() != statements.len() {
+            return Err(ApiError::new(
+                operation,
+                ApiErrorKind::Malformed,
+                format!(
+                    "the API answered {} results to {} statements",
+                    pages.len(),
+                    statements.len()
+                ),
+            ));
+        }
+        Ok(pages)
     }
 
     /// The database's current Time Travel bookmark.
@@ -425,7 +447,7 @@ async fn decode_page(
     operation: &str,
     mut resp: reqwest::Response,
     cells_hint: usize,
-) -> Result<crate::source::Page, ApiError> {
+) -> Result<Vec<crate::source::Page>, ApiError> {
     let h = head(&resp);
     if h.status != 200 || h.challenged {
         // Error bodies are small: decode them with the envelope rules.
@@ -463,7 +485,7 @@ async fn decode_page(
     }
     let decoded = decoder.finish().map_err(&malformed)?;
     match decoded.success {
-        Some(true) => Ok(decoded.page),
+        Some(true) => Ok(decoded.pages),
         Some(false) => {
             let first = decoded.errors.first();
             let message = if decoded.errors.is_empty() {

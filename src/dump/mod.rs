@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::compress::Piece;
 use crate::progress::Progress;
 use crate::source::{Page, Source, Value, is_memory_limit};
-use paging::{LongValue, PagePolicy, long_pieces_query, page_query, parse_long_marker};
+use paging::{LongValue, PagePolicy, long_pieces_query, page_read, parse_long_marker};
 use schema::{RowKey, Schema, Table, TableKind, VirtualContent};
 use sql::{Cell, MAX_STATEMENT_BYTES, RowWriter, quote_ident, quote_str};
 
@@ -321,7 +321,9 @@ fn write_header(out: &mut Out<'_>, h: &DumpHeader, opts: &DumpOptions) {
     out.line("-- Restore: sqlite3 new.db < this.sql, or wrangler d1 execute <db> --remote --file this.sql");
 }
 
-/// Fetch one page, shrinking the page while D1 reports its memory limit.
+/// Fetch one page, shrinking the page while D1 reports its memory limit. A wide table is
+/// read as several statements in one request; if their results disagree (a writer got in
+/// between, where D1 does not run a batch as one transaction), the page is read again.
 async fn fetch_page(
     source: Arc<dyn Source>,
     table: Arc<Table>,
@@ -331,15 +333,30 @@ async fn fetch_page(
     negative_zero: bool,
 ) -> Result<(Page, usize, u64)> {
     let mut requests = 0;
+    let mut disagreements = 0;
     loop {
-        let q = page_query(&table, after.as_deref(), limit, negative_zero);
+        let read = page_read(&table, after.as_deref(), limit, negative_zero)?;
         requests += 1;
         let cells = limit * (table.insert_columns().count() + 1);
         match source
-            .page(&format!("read table {:?}", table.name), &q, cells)
+            .pages(
+                &format!("read table {:?}", table.name),
+                &read.statements,
+                cells,
+            )
             .await
         {
-            Ok(page) => return Ok((page, limit, requests)),
+            Ok(pages) => match read.join(pages) {
+                Ok(page) => return Ok((page, limit, requests)),
+                Err(e) if disagreements < MAX_GROUP_RETRIES => {
+                    disagreements += 1;
+                    crate::log::debug(format!(
+                        "table {:?}: {e}; reading the page again",
+                        table.name
+                    ));
+                }
+                Err(e) => return Err(anyhow!(e).context(format!("table {:?}", table.name))),
+            },
             Err(e) if is_memory_limit(&e) => match policy.shrink(limit) {
                 Some(smaller) => {
                     crate::log::debug(format!(
@@ -359,6 +376,9 @@ async fn fetch_page(
         }
     }
 }
+
+/// How often a page of a wide table is read again when its column groups disagree.
+const MAX_GROUP_RETRIES: u32 = 3;
 
 /// Dump the rows of one table; returns the row count.
 async fn dump_rows(

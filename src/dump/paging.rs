@@ -10,7 +10,8 @@
 //! from what the last page weighed, and shrinks hard when D1 reports its memory limit.
 
 use super::schema::{RowKey, Table};
-use super::sql::quote_ident;
+use super::sql::{MAX_STATEMENT_BYTES, quote_ident};
+use crate::source::Page;
 
 /// Byte-targeted page sizing.
 #[derive(Debug, Clone, Copy)]
@@ -58,21 +59,31 @@ impl PagePolicy {
     }
 }
 
-/// The select expression of one value: an exact SQL literal. With `negative_zero` (the
-/// server has SQLite's math functions), `-0.0` keeps its sign, which `quote()` drops.
+/// The select expression of one value: an exact SQL literal, or for a REAL the value
+/// itself (D1's `quote()` prints some REALs inexactly, while its JSON numbers are exact; the
+/// decoder turns them into [`crate::literal::real_literal`]). With `negative_zero` (the
+/// server has SQLite's math functions), `-0.0` keeps its sign, which JSON drops.
 fn literal_expr(col: &str, negative_zero: bool) -> String {
     let negzero = if negative_zero {
-        format!(" WHEN typeof({col})='real' AND {col}=0.0 AND atan2({col},-1.0)<0.0 THEN '-0.0'")
+        format!("WHEN {col}=0.0 AND atan2({col},-1.0)<0.0 THEN '-0.0' ")
     } else {
         String::new()
     };
     format!(
-        "CASE WHEN typeof({col}) IN ('text','blob') AND length(CAST({col} AS BLOB))>{LONG_VALUE_BYTES} \
-         THEN '{LONG_MARKER}'||typeof({col})||':'||length(CAST({col} AS BLOB)) \
-         WHEN typeof({col})='text' AND instr(CAST({col} AS BLOB),X'00')>0 \
-         THEN 'CAST('||quote(CAST({col} AS BLOB))||' AS TEXT)'{negzero} ELSE quote({col}) END"
+        "CASE typeof({col}) \
+         WHEN 'real' THEN CASE {negzero}WHEN {col}=9e999 THEN '9e999' WHEN {col}=-9e999 THEN '-9e999' ELSE {col} END \
+         WHEN 'text' THEN CASE WHEN length(CAST({col} AS BLOB))>{LONG_VALUE_BYTES} \
+         THEN '{LONG_MARKER}text:'||length(CAST({col} AS BLOB)) \
+         WHEN instr(CAST({col} AS BLOB),X'00')>0 THEN 'CAST('||quote(CAST({col} AS BLOB))||' AS TEXT)' \
+         ELSE quote({col}) END \
+         WHEN 'blob' THEN CASE WHEN length({col})>{LONG_VALUE_BYTES} THEN '{LONG_MARKER}blob:'||length({col}) \
+         ELSE quote({col}) END \
+         ELSE quote({col}) END"
     )
 }
+
+/// D1's limit on the columns of a result (and of a table, an index, an ORDER BY).
+pub const MAX_RESULT_COLUMNS: usize = 100;
 
 /// Values longer than this are not selected inline (their literal could exceed D1's
 /// 2,000,000-byte value limit and would bloat pages); they are fetched in pieces.
@@ -127,79 +138,275 @@ pub fn long_pieces_query(
     )
 }
 
-/// Build the query for the page after `after` (key literals; `None` for the first page).
+/// How one page of a table is read: one statement, or, when the table is too wide for one
+/// result (D1 allows 100 result columns and 100,000-byte statements), several statements
+/// over the same rows, each returning the key and a group of columns, joined back into one
+/// page by [`PageRead::join`].
+#[derive(Debug, Clone)]
+pub struct PageRead {
+    pub statements: Vec<String>,
+    /// Insert-column indices read by each statement; empty for a single statement.
+    groups: Vec<Vec<usize>>,
+    /// Key cells leading each group's rows (1 for rowid tables, the primary key's width
+    /// otherwise).
+    key_width: usize,
+    /// Rowid tables keep the key as the first column of the joined page; WITHOUT ROWID
+    /// tables find their key among the columns.
+    rowid: bool,
+}
+
+/// The pieces a page statement is assembled from.
+struct Parts {
+    table: String,
+    /// Per insert column: `"name" AS cI` (inner) and its literal expression (outer).
+    inner: Vec<String>,
+    outer: Vec<String>,
+    /// Primary-key insert-column positions (WITHOUT ROWID), in key order.
+    pk: Vec<usize>,
+}
+
+impl Parts {
+    fn new(table: &Table, negative_zero: bool) -> Parts {
+        let cols: Vec<&super::schema::Column> = table.insert_columns().collect();
+        let pk = match &table.key {
+            RowKey::Rowid { .. } => Vec::new(),
+            RowKey::PrimaryKey(idx) => idx
+                .iter()
+                .map(|&i| {
+                    cols.iter()
+                        .position(|c| c.name == table.columns[i].name)
+                        .unwrap_or(0)
+                })
+                .collect(),
+        };
+        Parts {
+            table: quote_ident(&table.name),
+            inner: cols
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{} AS c{i}", quote_ident(&c.name)))
+                .collect(),
+            outer: (0..cols.len())
+                .map(|i| literal_expr(&format!("c{i}"), negative_zero))
+                .collect(),
+            pk,
+        }
+    }
+
+    /// The statement reading insert columns `cols` (for WITHOUT ROWID tables, led by the
+    /// key columns when `lead_key`).
+    fn statement(
+        &self,
+        table: &Table,
+        after: Option<&[String]>,
+        limit: usize,
+        cols: &[usize],
+        lead_key: bool,
+    ) -> String {
+        let t = &self.table;
+        match &table.key {
+            RowKey::Rowid { name, .. } => {
+                let filter = after
+                    .and_then(|a| a.first())
+                    .map(|k| format!(" WHERE {name}>{k}"))
+                    .unwrap_or_default();
+                let mut inner = vec![format!("{name} AS k")];
+                inner.extend(cols.iter().map(|&i| self.inner[i].clone()));
+                let mut sel = vec!["quote(k)".to_string()];
+                sel.extend(cols.iter().map(|&i| self.outer[i].clone()));
+                format!(
+                    "SELECT {} FROM (SELECT {} FROM {t}{filter} ORDER BY {name} LIMIT {limit}) ORDER BY k",
+                    sel.join(","),
+                    inner.join(",")
+                )
+            }
+            RowKey::PrimaryKey(idx) => {
+                let pk_cols: Vec<String> = idx
+                    .iter()
+                    .map(|&i| quote_ident(&table.columns[i].name))
+                    .collect();
+                let filter = after
+                    .map(|keys| {
+                        if pk_cols.len() == 1 {
+                            format!(" WHERE {}>{}", pk_cols[0], keys[0])
+                        } else {
+                            format!(" WHERE ({})>({})", pk_cols.join(","), keys.join(","))
+                        }
+                    })
+                    .unwrap_or_default();
+                let selected: Vec<usize> = if lead_key {
+                    self.pk.iter().chain(cols).copied().collect()
+                } else {
+                    cols.to_vec()
+                };
+                let mut inner_cols: Vec<usize> = selected.clone();
+                inner_cols.sort_unstable();
+                inner_cols.dedup();
+                for p in &self.pk {
+                    if !inner_cols.contains(p) {
+                        inner_cols.push(*p);
+                    }
+                }
+                let order: Vec<String> = self.pk.iter().map(|p| format!("c{p}")).collect();
+                format!(
+                    "SELECT {} FROM (SELECT {} FROM {t}{filter} ORDER BY {} LIMIT {limit}) ORDER BY {}",
+                    selected
+                        .iter()
+                        .map(|&i| self.outer[i].as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    inner_cols
+                        .iter()
+                        .map(|&i| self.inner[i].as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    pk_cols.join(","),
+                    order.join(",")
+                )
+            }
+        }
+    }
+}
+
+/// Plan the statements of the page after `after` (key literals; `None` for the first page).
 ///
-/// Result columns: for rowid tables `quote(rowid)` first, then one literal per insertable
-/// column; for WITHOUT ROWID tables only the column literals.
+/// Result columns, once joined: for rowid tables `quote(rowid)` first, then one literal per
+/// insertable column; for WITHOUT ROWID tables only the column literals.
+pub fn page_read(
+    table: &Table,
+    after: Option<&[String]>,
+    limit: usize,
+    negative_zero: bool,
+) -> anyhow::Result<PageRead> {
+    let parts = Parts::new(table, negative_zero);
+    let n = parts.inner.len();
+    let all: Vec<usize> = (0..n).collect();
+    let rowid = matches!(table.key, RowKey::Rowid { .. });
+    let one = parts.statement(table, after, limit, &all, false);
+    if n + usize::from(rowid) <= MAX_RESULT_COLUMNS && one.len() <= MAX_STATEMENT_BYTES {
+        return Ok(PageRead {
+            statements: vec![one],
+            groups: Vec::new(),
+            key_width: 0,
+            rowid,
+        });
+    }
+    let key_width = if rowid { 1 } else { parts.pk.len() };
+    let room = MAX_RESULT_COLUMNS.saturating_sub(key_width);
+    // Greedy packing: a column joins the current group while the statement stays within
+    // both limits (the statement's length is the empty statement's plus each column's).
+    let base = parts.statement(table, after, limit, &[], true).len();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut bytes = base;
+    for i in 0..n {
+        let cost = parts.inner[i].len() + parts.outer[i].len() + 2;
+        if !current.is_empty() && (current.len() == room || bytes + cost > MAX_STATEMENT_BYTES) {
+            groups.push(std::mem::take(&mut current));
+            bytes = base;
+        }
+        current.push(i);
+        bytes += cost;
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    let statements: Vec<String> = groups
+        .iter()
+        .map(|g| parts.statement(table, after, limit, g, true))
+        .collect();
+    if room == 0 || statements.iter().any(|s| s.len() > MAX_STATEMENT_BYTES) {
+        anyhow::bail!(
+            "table {:?}: its column names (or the last primary key read) are too long to read a page within D1's limit of {MAX_STATEMENT_BYTES} bytes per statement",
+            table.name
+        );
+    }
+    Ok(PageRead {
+        statements,
+        groups,
+        key_width,
+        rowid,
+    })
+}
+
+/// Why the pages of a split read could not be joined.
+#[derive(Debug, thiserror::Error)]
+#[error("the column groups of a page disagree ({0}); the table changed while it was read")]
+pub struct GroupsDisagree(String);
+
+impl PageRead {
+    /// Join the pages of the statements into one page in the single-statement layout.
+    /// Every group must hold the same rows (checked by their keys).
+    pub fn join(&self, mut pages: Vec<Page>) -> Result<Page, GroupsDisagree> {
+        if self.groups.is_empty() {
+            return pages
+                .pop()
+                .filter(|_| pages.is_empty())
+                .ok_or_else(|| GroupsDisagree("one result expected".into()));
+        }
+        if pages.len() != self.groups.len() {
+            return Err(GroupsDisagree(format!(
+                "{} results for {} statements",
+                pages.len(),
+                self.groups.len()
+            )));
+        }
+        let rows = pages[0].len();
+        let kw = self.key_width;
+        for (g, p) in pages.iter().enumerate() {
+            if p.width() != kw + self.groups[g].len() {
+                return Err(GroupsDisagree(format!(
+                    "group {g} has {} columns",
+                    p.width()
+                )));
+            }
+            if p.len() != rows {
+                return Err(GroupsDisagree(format!(
+                    "{} rows in one group, {rows} in another",
+                    p.len()
+                )));
+            }
+        }
+        let n: usize = self.groups.iter().map(Vec::len).sum();
+        let rowid = self.rowid;
+        let width = n + usize::from(rowid);
+        let mut joined = Page::new(width);
+        joined.reserve_cells(rows * width);
+        let mut cells: Vec<&str> = vec![""; n];
+        for r in 0..rows {
+            for g in 1..pages.len() {
+                for k in 0..kw {
+                    if pages[g].cell(r, k) != pages[0].cell(r, k) {
+                        return Err(GroupsDisagree(format!("row {r} has different keys")));
+                    }
+                }
+            }
+            for (g, p) in pages.iter().enumerate() {
+                for (j, &col) in self.groups[g].iter().enumerate() {
+                    cells[col] = p.cell(r, kw + j);
+                }
+            }
+            if rowid {
+                joined.push(pages[0].cell(r, 0));
+            }
+            for c in &cells {
+                joined.push(c);
+            }
+        }
+        Ok(joined)
+    }
+}
+
+/// The single statement reading a page (tables that fit in one result; tests and tools).
 pub fn page_query(
     table: &Table,
     after: Option<&[String]>,
     limit: usize,
     negative_zero: bool,
 ) -> String {
-    let t = quote_ident(&table.name);
-    let cols: Vec<String> = table
-        .insert_columns()
-        .map(|c| quote_ident(&c.name))
-        .collect();
-    let inner_cols: Vec<String> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("{c} AS c{i}"))
-        .collect();
-    let outer: Vec<String> = (0..cols.len())
-        .map(|i| literal_expr(&format!("c{i}"), negative_zero))
-        .collect();
-    match &table.key {
-        RowKey::Rowid { name, .. } => {
-            let filter = after
-                .and_then(|a| a.first())
-                .map(|k| format!(" WHERE {name}>{k}"))
-                .unwrap_or_default();
-            let mut inner = vec![format!("{name} AS k")];
-            inner.extend(inner_cols);
-            let mut sel = vec!["quote(k)".to_string()];
-            sel.extend(outer);
-            format!(
-                "SELECT {} FROM (SELECT {} FROM {t}{filter} ORDER BY {name} LIMIT {limit}) ORDER BY k",
-                sel.join(","),
-                inner.join(",")
-            )
-        }
-        RowKey::PrimaryKey(idx) => {
-            let insert_names: Vec<&str> = table.insert_columns().map(|c| c.name.as_str()).collect();
-            let pk_cols: Vec<String> = idx
-                .iter()
-                .map(|&i| quote_ident(&table.columns[i].name))
-                .collect();
-            let pk_aliases: Vec<String> = idx
-                .iter()
-                .map(|&i| {
-                    let pos = insert_names
-                        .iter()
-                        .position(|n| *n == table.columns[i].name)
-                        .unwrap_or(0);
-                    format!("c{pos}")
-                })
-                .collect();
-            let filter = after
-                .map(|keys| {
-                    if pk_cols.len() == 1 {
-                        format!(" WHERE {}>{}", pk_cols[0], keys[0])
-                    } else {
-                        format!(" WHERE ({})>({})", pk_cols.join(","), keys.join(","))
-                    }
-                })
-                .unwrap_or_default();
-            format!(
-                "SELECT {} FROM (SELECT {} FROM {t}{filter} ORDER BY {} LIMIT {limit}) ORDER BY {}",
-                outer.join(","),
-                inner_cols.join(","),
-                pk_cols.join(","),
-                pk_aliases.join(",")
-            )
-        }
-    }
+    let parts = Parts::new(table, negative_zero);
+    let all: Vec<usize> = (0..parts.inner.len()).collect();
+    parts.statement(table, after, limit, &all, false)
 }
 
 #[cfg(test)]
@@ -310,6 +517,229 @@ mod tests {
         );
     }
 
+    /// A connection with D1's limits on result columns and statement length.
+    fn d1_limited(conn: &rusqlite::Connection) {
+        use rusqlite::limits::Limit;
+        conn.set_limit(Limit::SQLITE_LIMIT_COLUMN, 100).unwrap();
+        conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 100_000)
+            .unwrap();
+        conn.set_limit(Limit::SQLITE_LIMIT_EXPR_DEPTH, 100).unwrap();
+    }
+
+    fn wide_table(
+        name: &str,
+        key: RowKey,
+        n: usize,
+        name_len: usize,
+        without_rowid: bool,
+    ) -> Table {
+        Table {
+            name: name.into(),
+            sql: String::new(),
+            kind: TableKind::Regular {
+                without_rowid,
+                strict: false,
+            },
+            columns: (0..n)
+                .map(|i| {
+                    let pk = match &key {
+                        RowKey::PrimaryKey(idx) => {
+                            idx.iter().position(|&p| p == i).map_or(0, |p| p as i64 + 1)
+                        }
+                        RowKey::Rowid { .. } => 0,
+                    };
+                    col(&format!("c{i:03}{}", "x".repeat(name_len)), pk, 0)
+                })
+                .collect(),
+            key,
+            parents: vec![],
+        }
+    }
+
+    /// Tables at D1's column limit are read in groups that each fit D1's limits, and the
+    /// joined page equals what one unlimited statement reads.
+    #[test]
+    fn wide_tables_are_read_in_groups_within_limits() {
+        let cases: Vec<(&str, Table, usize)> = vec![
+            (
+                "implicit rowid, 100 columns",
+                wide_table(
+                    "w1",
+                    RowKey::Rowid {
+                        name: "rowid".into(),
+                        explicit: true,
+                    },
+                    100,
+                    0,
+                    false,
+                ),
+                2,
+            ),
+            (
+                "without rowid, 3-column key, 100 columns",
+                wide_table("w2", RowKey::PrimaryKey(vec![5, 0, 99]), 100, 0, true),
+                1,
+            ),
+            (
+                "99 columns with long names",
+                wide_table(
+                    "w3",
+                    RowKey::Rowid {
+                        name: "rowid".into(),
+                        explicit: true,
+                    },
+                    99,
+                    600,
+                    false,
+                ),
+                2,
+            ),
+            (
+                "without rowid, long names",
+                wide_table("w5", RowKey::PrimaryKey(vec![98, 1]), 100, 900, true),
+                2,
+            ),
+            (
+                "narrow",
+                wide_table(
+                    "w4",
+                    RowKey::Rowid {
+                        name: "rowid".into(),
+                        explicit: true,
+                    },
+                    10,
+                    0,
+                    false,
+                ),
+                1,
+            ),
+        ];
+        for (label, t, statements) in cases {
+            let conn = rusqlite::Connection::open_in_memory().unwrap();
+            let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
+            let pk = match &t.key {
+                RowKey::PrimaryKey(idx) => format!(
+                    ", PRIMARY KEY({})) WITHOUT ROWID",
+                    idx.iter()
+                        .map(|&i| cols[i].clone())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                RowKey::Rowid { .. } => ")".into(),
+            };
+            conn.execute_batch(&format!(
+                "CREATE TABLE {}({}{pk}",
+                quote_ident(&t.name),
+                cols.join(",")
+            ))
+            .unwrap();
+            for r in 0..7i64 {
+                let vals: Vec<String> = (0..t.columns.len() as i64)
+                    .map(|c| match c % 4 {
+                        0 => (r * 1000 + c).to_string(),
+                        1 => format!("'{r}-{c}'"),
+                        2 => format!("{r}.5e-300"),
+                        _ => format!("X'{:02x}'", r),
+                    })
+                    .collect();
+                conn.execute_batch(&format!(
+                    "INSERT INTO {} VALUES({})",
+                    quote_ident(&t.name),
+                    vals.join(",")
+                ))
+                .unwrap();
+            }
+            let unlimited =
+                crate::source::sqlite::run_page(&conn, &page_query(&t, None, 100, true), 0)
+                    .unwrap();
+            d1_limited(&conn);
+            let mut after: Option<Vec<String>> = None;
+            let mut rows = Vec::new();
+            loop {
+                let read = page_read(&t, after.as_deref(), 3, true).unwrap();
+                assert_eq!(read.statements.len(), statements, "{label}");
+                for s in &read.statements {
+                    assert!(s.len() <= MAX_STATEMENT_BYTES, "{label}: {} bytes", s.len());
+                }
+                let pages: Vec<Page> = read
+                    .statements
+                    .iter()
+                    .map(|s| {
+                        crate::source::sqlite::run_page(&conn, s, 0)
+                            .unwrap_or_else(|e| panic!("{label}: {e}"))
+                    })
+                    .collect();
+                let page = read.join(pages).unwrap();
+                for r in 0..page.len() {
+                    rows.push(
+                        page.row(r)
+                            .into_iter()
+                            .map(String::from)
+                            .collect::<Vec<_>>(),
+                    );
+                }
+                if page.len() < 3 {
+                    break;
+                }
+                let last = page.row(page.len() - 1);
+                after = Some(match &t.key {
+                    RowKey::Rowid { .. } => vec![last[0].to_string()],
+                    RowKey::PrimaryKey(idx) => idx.iter().map(|&i| last[i].to_string()).collect(),
+                });
+            }
+            let want: Vec<Vec<String>> = (0..unlimited.len())
+                .map(|r| unlimited.row(r).into_iter().map(String::from).collect())
+                .collect();
+            assert_eq!(rows, want, "{label}");
+        }
+    }
+
+    /// Groups whose rows differ are refused, never joined.
+    #[test]
+    fn disagreeing_groups_are_refused() {
+        let t = wide_table(
+            "w",
+            RowKey::Rowid {
+                name: "rowid".into(),
+                explicit: true,
+            },
+            100,
+            0,
+            false,
+        );
+        let read = page_read(&t, None, 10, false).unwrap();
+        let page = |keys: &[&str], width: usize| {
+            let mut p = Page::new(width);
+            for k in keys {
+                p.push(k);
+                for _ in 1..width {
+                    p.push("NULL");
+                }
+            }
+            p
+        };
+        let widths: Vec<usize> = read.groups.iter().map(|g| g.len() + 1).collect();
+        assert!(
+            read.join(vec![
+                page(&["1", "2"], widths[0]),
+                page(&["1", "2"], widths[1])
+            ])
+            .is_ok()
+        );
+        assert!(
+            read.join(vec![
+                page(&["1", "2"], widths[0]),
+                page(&["1", "3"], widths[1])
+            ])
+            .is_err()
+        );
+        assert!(
+            read.join(vec![page(&["1", "2"], widths[0]), page(&["1"], widths[1])])
+                .is_err()
+        );
+        assert!(read.join(vec![page(&["1", "2"], widths[0])]).is_err());
+    }
+
     /// The literal expression keeps every value exact, NUL-containing text included.
     #[test]
     fn literals_are_exact_in_sqlite() {
@@ -320,12 +750,9 @@ mod tests {
         )
         .unwrap();
         let sql = format!("SELECT {} FROM t", literal_expr("v", true));
-        let lits: Vec<String> = conn
-            .prepare(&sql)
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
+        let page = crate::source::sqlite::run_page(&conn, &sql, 0).unwrap();
+        let lits: Vec<String> = (0..page.len())
+            .map(|r| page.cell(r, 0).to_string())
             .collect();
         let back = rusqlite::Connection::open_in_memory().unwrap();
         back.execute_batch("CREATE TABLE t(v)").unwrap();

@@ -153,6 +153,9 @@ pub struct Schema {
     pub has_sqlite_sequence: bool,
     /// The server has SQLite's math functions, so `-0.0` can be told from `0.0`.
     pub negative_zero: bool,
+    /// Every user table's name in creation order (`sqlite_schema` rowid order: the order
+    /// D1's export writes them in).
+    pub creation_order: Vec<String>,
 }
 
 /// `_cf_*` (D1's own) and `sqlite_*` (SQLite's) objects are never dumped.
@@ -228,7 +231,6 @@ pub async fn read(source: &dyn Source) -> Result<Schema> {
         })
         .collect();
     let names: Vec<String> = candidates.iter().map(|e| e.name.clone()).collect();
-
     let columns = read_columns(source, &names).await?;
     let parents = read_foreign_keys(source, &names).await?;
     let pk_indexed = read_pk_indexes(source, &names).await?;
@@ -309,6 +311,7 @@ pub async fn read(source: &dyn Source) -> Result<Schema> {
         objects,
         has_sqlite_sequence,
         negative_zero,
+        creation_order: names,
     })
 }
 

@@ -53,11 +53,16 @@ impl Source for D1Source {
         })
     }
 
-    async fn page(&self, operation: &str, sql: &str, cells_hint: usize) -> anyhow::Result<Page> {
+    async fn pages(
+        &self,
+        operation: &str,
+        statements: &[String],
+        cells_hint: usize,
+    ) -> anyhow::Result<Vec<Page>> {
         let op = format!("{operation} (database {:?})", self.info.name);
         Ok(self
             .client
-            .raw_page(&self.info.id, &op, sql, cells_hint)
+            .raw_pages(&self.info.id, &op, statements, cells_hint)
             .await?)
     }
 

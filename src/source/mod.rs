@@ -52,10 +52,16 @@ pub trait Source: Send + Sync {
     /// error is an [`crate::d1::ApiError`] with `is_memory_limit()`.
     async fn query(&self, operation: &str, sql: &str) -> anyhow::Result<Rows>;
 
-    /// Run one read-only statement whose every result cell is text (SQL literals), into a
-    /// compact [`Page`]. Used for the bulk of a dump. `cells_hint`: about how many cells
-    /// to expect (rows asked for × columns), so the page is sized once.
-    async fn page(&self, operation: &str, sql: &str, cells_hint: usize) -> anyhow::Result<Page>;
+    /// Run read-only statements in one request, each into a compact [`Page`] (one per
+    /// statement, in order). Every result cell is an SQL literal (text) or a REAL value,
+    /// which becomes its exact literal. Used for the bulk of a dump. `cells_hint`: about
+    /// how many cells to expect per statement, so each page is sized once.
+    async fn pages(
+        &self,
+        operation: &str,
+        statements: &[String],
+        cells_hint: usize,
+    ) -> anyhow::Result<Vec<Page>>;
 
     /// The point-in-time marker of the database (D1's Time Travel bookmark), if it has one.
     async fn bookmark(&self) -> anyhow::Result<Option<String>>;

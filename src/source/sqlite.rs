@@ -68,15 +68,24 @@ impl Source for SqliteSource {
         .await?
     }
 
-    async fn page(&self, operation: &str, sql: &str, cells_hint: usize) -> anyhow::Result<Page> {
+    async fn pages(
+        &self,
+        operation: &str,
+        statements: &[String],
+        cells_hint: usize,
+    ) -> anyhow::Result<Vec<Page>> {
         let conn = Arc::clone(&self.conn);
-        let sql = sql.to_string();
+        let statements = statements.to_vec();
         let op = operation.to_string();
         tokio::task::spawn_blocking(move || {
             let conn = conn
                 .lock()
                 .map_err(|_| anyhow!("SQLite connection poisoned"))?;
-            run_page(&conn, &sql, cells_hint).with_context(|| format!("{op} failed"))
+            statements
+                .iter()
+                .map(|sql| run_page(&conn, sql, cells_hint))
+                .collect::<anyhow::Result<Vec<Page>>>()
+                .with_context(|| format!("{op} failed"))
         })
         .await?
     }
@@ -90,7 +99,7 @@ impl Source for SqliteSource {
     }
 }
 
-/// Run one statement whose cells are all text into a [`Page`].
+/// Run one statement whose cells are SQL literals (text) or REAL values into a [`Page`].
 pub fn run_page(conn: &Connection, sql: &str, cells_hint: usize) -> anyhow::Result<Page> {
     let mut stmt = conn.prepare(sql)?;
     let n = stmt.column_count();
@@ -101,6 +110,7 @@ pub fn run_page(conn: &Connection, sql: &str, cells_hint: usize) -> anyhow::Resu
         for i in 0..n {
             match row.get_ref(i)? {
                 ValueRef::Text(t) => page.push(std::str::from_utf8(t)?),
+                ValueRef::Real(f) => page.push(&crate::literal::real_literal(f)),
                 other => anyhow::bail!("expected an SQL literal, got {:?}", other.data_type()),
             }
         }

@@ -1,12 +1,14 @@
-//! Streaming decoder of D1 `/raw` responses into a [`Page`].
+//! Streaming decoder of D1 `/raw` responses into [`Page`]s, one per statement.
 //!
 //! A page is decoded while its body arrives, chunk by chunk: cells go straight into the
 //! page's arena, so the response body is never held whole (a page never exists twice in
 //! memory) and the bytes are read once. The decoder is a small JSON lexer that tracks the
 //! path of each value and keeps only what a dump needs:
 //!
-//! * `result[0].results.rows[r][c]` — the cells (strings: SQL literals);
-//! * `result[0].results.columns[i]` — the column count;
+//! * `result[s].results.rows[r][c]` — the cells of statement `s`: strings are SQL literals;
+//!   numbers are REALs (selected as values, because D1's `quote()` is not exact for them),
+//!   turned into their exact literal here ([`crate::literal::real_literal`]);
+//! * `result[s].results.columns[i]` — the column count;
 //! * `success` and `errors[i].code/message` — the envelope verdict.
 //!
 //! Everything else is lexed and skipped. A body that ends early or is not JSON is an error.
@@ -71,7 +73,8 @@ enum Lex {
 /// What a decoded response said.
 #[derive(Debug, Default, PartialEq)]
 pub struct Decoded {
-    pub page: Page,
+    /// One page per statement, in order.
+    pub pages: Vec<Page>,
     pub success: Option<bool>,
     pub errors: Vec<(Option<i64>, String)>,
 }
@@ -84,8 +87,11 @@ pub struct PageDecoder {
     scratch: Vec<u8>,
     /// A pending high surrogate from `\uD8xx`.
     high_surrogate: Option<u32>,
-    columns: usize,
+    /// Column count of each statement's result.
+    columns: Vec<usize>,
     row_cells: usize,
+    /// Cells to reserve in each new page.
+    cells_hint: usize,
     out: Decoded,
     root_done: bool,
     /// Error entry being collected: (code, message).
@@ -103,18 +109,18 @@ impl PageDecoder {
         Self::with_capacity(0)
     }
 
-    /// A decoder expecting about `cells` cells (avoids growing the index as it fills).
+    /// A decoder expecting about `cells` cells per statement (avoids growing the index as
+    /// it fills).
     pub fn with_capacity(cells: usize) -> PageDecoder {
-        let mut out = Decoded::default();
-        out.page.reserve_cells(cells);
         PageDecoder {
             stack: Vec::new(),
             lex: Lex::Between,
             scratch: Vec::new(),
             high_surrogate: None,
-            columns: 0,
+            columns: Vec::new(),
             row_cells: 0,
-            out,
+            cells_hint: cells,
+            out: Decoded::default(),
             root_done: false,
             error: (None, None),
         }
@@ -223,16 +229,42 @@ impl PageDecoder {
         if !self.root_done || !self.stack.is_empty() || self.lex != Lex::Between {
             return Err("the response ended before the JSON was complete".into());
         }
-        let rows_width = self.out.page.width();
-        if self.out.page.len_cells() == 0 {
-            self.out.page.set_width(self.columns);
-        } else if self.columns != 0 && rows_width != self.columns {
-            return Err(format!(
-                "rows have {rows_width} cells but there are {} columns",
-                self.columns
-            ));
+        let statements = self.out.pages.len().max(self.columns.len());
+        self.out.pages.resize_with(statements, Page::default);
+        for (s, page) in self.out.pages.iter_mut().enumerate() {
+            let columns = self.columns.get(s).copied().unwrap_or(0);
+            if page.len_cells() == 0 {
+                page.set_width(columns);
+            } else if columns != 0 && page.width() != columns {
+                return Err(format!(
+                    "rows have {} cells but there are {columns} columns",
+                    page.width()
+                ));
+            }
         }
         Ok(self.out)
+    }
+
+    /// The page of the statement whose result is being read.
+    fn page_mut(&mut self) -> &mut Page {
+        let s = self.statement();
+        if self.out.pages.len() <= s {
+            let hint = self.cells_hint;
+            self.out.pages.resize_with(s + 1, || {
+                let mut p = Page::default();
+                p.reserve_cells(hint);
+                p
+            });
+        }
+        &mut self.out.pages[s]
+    }
+
+    /// Index of the result being read (`result[s]`).
+    fn statement(&self) -> usize {
+        match self.stack.get(1).and_then(|f| f.seg.as_ref()) {
+            Some(Seg::Index(i)) => *i,
+            _ => 0,
+        }
     }
 
     fn between(&mut self, c: u8) -> Result<(), String> {
@@ -292,6 +324,7 @@ impl PageDecoder {
                 }
                 if kind == Kind::Array && self.path_is(&[P::Rows]) {
                     self.row_cells = 0;
+                    self.page_mut();
                 }
                 self.stack.push(Frame {
                     kind,
@@ -351,10 +384,12 @@ impl PageDecoder {
         if self.row_cells == 0 {
             return Err("a row has no cells".into());
         }
-        let w = self.out.page.width();
-        if w == 0 && self.out.page.len_cells() == self.row_cells {
-            self.out.page.set_width(self.row_cells);
-        } else if self.row_cells != w {
+        let row_cells = self.row_cells;
+        let page = self.page_mut();
+        let w = page.width();
+        if w == 0 && page.len_cells() == row_cells {
+            page.set_width(row_cells);
+        } else if row_cells != w {
             return Err(format!("a row has {} cells, others {w}", self.row_cells));
         }
         Ok(())
@@ -370,11 +405,19 @@ impl PageDecoder {
             return Ok(());
         }
         if self.path_is(&[P::Cell]) {
-            let s = std::str::from_utf8(&self.scratch).map_err(|e| e.to_string())?;
-            self.out.page.push(s);
+            let s = self.statement();
+            if self.out.pages.len() <= s {
+                self.page_mut();
+            }
+            let text = std::str::from_utf8(&self.scratch).map_err(|e| e.to_string())?;
+            self.out.pages[s].push(text);
             self.row_cells += 1;
         } else if self.path_is(&[P::Column]) {
-            self.columns += 1;
+            let s = self.statement();
+            if self.columns.len() <= s {
+                self.columns.resize(s + 1, 0);
+            }
+            self.columns[s] += 1;
         } else if self.path_is(&[P::ErrorMessage]) {
             self.error.1 = Some(s.to_string());
         } else if self.path_is(&[P::Success]) {
@@ -397,7 +440,16 @@ impl PageDecoder {
         } else if self.path_is(&[P::ErrorCode]) {
             self.error.0 = text.parse::<f64>().ok().map(|f| f as i64);
         } else if self.path_is(&[P::Cell]) {
-            return Err(format!("expected an SQL literal string, got {text}"));
+            // A REAL, selected as a value: JavaScript's shortest round-trip text of the
+            // double, which parses back to exactly that double.
+            let real = match text {
+                "true" | "false" | "null" => None,
+                _ => text.parse::<f64>().ok().filter(|f| f.is_finite()),
+            }
+            .ok_or_else(|| format!("expected an SQL literal string or a REAL, got {text}"))?;
+            let literal = crate::literal::real_literal(real);
+            self.page_mut().push(&literal);
+            self.row_cells += 1;
         } else if self.path_is(&[P::Rows, P::RowsArray]) {
             return Err(format!("a row is not an array of strings: {text}"));
         }
@@ -463,31 +515,21 @@ enum P {
 
 impl P {
     fn matches(self, stack: &[Frame]) -> bool {
-        let segs: Vec<Option<&Seg>> = stack.iter().map(|f| f.seg.as_ref()).collect();
-        let key = |s: Option<&Seg>, k: &str| matches!(s, Some(Seg::Key(x)) if x == k);
-        let first_result = |s: &[Option<&Seg>]| {
-            key(s[0], "result") && matches!(s[1], Some(Seg::Index(0))) && key(s[2], "results")
-        };
+        let seg = |i: usize| stack.get(i).and_then(|f| f.seg.as_ref());
+        let key = |i: usize, k: &str| matches!(seg(i), Some(Seg::Key(x)) if x == k);
+        let index = |i: usize| matches!(seg(i), Some(Seg::Index(_)));
+        // `result[s].results`, for any statement `s`.
+        let in_result = || key(0, "result") && index(1) && key(2, "results");
+        let n = stack.len();
         match self {
-            P::Success => segs.len() == 1 && key(segs[0], "success"),
-            P::ErrorsItem => segs.len() == 2 && key(segs[0], "errors"),
-            P::ErrorCode => segs.len() == 3 && key(segs[0], "errors") && key(segs[2], "code"),
-            P::ErrorMessage => segs.len() == 3 && key(segs[0], "errors") && key(segs[2], "message"),
-            P::Column => segs.len() == 5 && first_result(&segs) && key(segs[3], "columns"),
-            P::RowsArray => segs.len() == 4 && first_result(&segs) && key(segs[3], "rows"),
-            P::Rows => {
-                segs.len() == 5
-                    && first_result(&segs)
-                    && key(segs[3], "rows")
-                    && matches!(segs[4], Some(Seg::Index(_)))
-            }
-            P::Cell => {
-                segs.len() == 6
-                    && first_result(&segs)
-                    && key(segs[3], "rows")
-                    && matches!(segs[4], Some(Seg::Index(_)))
-                    && matches!(segs[5], Some(Seg::Index(_)))
-            }
+            P::Success => n == 1 && key(0, "success"),
+            P::ErrorsItem => n == 2 && key(0, "errors"),
+            P::ErrorCode => n == 3 && key(0, "errors") && key(2, "code"),
+            P::ErrorMessage => n == 3 && key(0, "errors") && key(2, "message"),
+            P::Column => n == 5 && in_result() && key(3, "columns"),
+            P::RowsArray => n == 4 && in_result() && key(3, "rows"),
+            P::Rows => n == 5 && in_result() && key(3, "rows") && index(4),
+            P::Cell => n == 6 && in_result() && key(3, "rows") && index(4) && index(5),
         }
     }
 }
@@ -510,10 +552,12 @@ mod tests {
     fn decodes_cells_at_every_chunk_split() {
         let whole = decode_in_chunks(BODY.as_bytes(), BODY.len()).unwrap();
         assert_eq!(whole.success, Some(true));
-        assert_eq!(whole.page.width(), 2);
-        assert_eq!(whole.page.len(), 3);
-        assert_eq!(whole.page.row(0), vec!["1", "'a\"b\\né😀'"]);
-        assert_eq!(whole.page.row(2), vec!["3", "NULL"]);
+        assert_eq!(whole.pages.len(), 1);
+        let page = &whole.pages[0];
+        assert_eq!(page.width(), 2);
+        assert_eq!(page.len(), 3);
+        assert_eq!(page.row(0), vec!["1", "'a\"b\\né😀'"]);
+        assert_eq!(page.row(2), vec!["3", "NULL"]);
         for chunk in 1..40 {
             assert_eq!(
                 decode_in_chunks(BODY.as_bytes(), chunk).unwrap(),
@@ -532,7 +576,31 @@ mod tests {
         let d = decode_in_chunks(body.as_bytes(), 7).unwrap();
         let p: Page =
             serde_json::from_value(serde_json::json!({"columns":["a","b"],"rows":rows})).unwrap();
-        assert_eq!(d.page, p);
+        assert_eq!(d.pages, vec![p]);
+    }
+
+    /// Several statements in one request: one page each, whatever their widths.
+    #[test]
+    fn one_page_per_statement() {
+        let body = r#"{"result":[{"results":{"columns":["k","a"],"rows":[["1","'x'"],["2","NULL"]]},"success":true},{"results":{"columns":["k","b","c"],"rows":[["1","X'00'","3"],["2","4","5"]]},"success":true},{"results":{"columns":["k"],"rows":[]},"success":true}],"success":true,"errors":[],"messages":[]}"#;
+        for chunk in 1..30 {
+            let d = decode_in_chunks(body.as_bytes(), chunk).unwrap();
+            assert_eq!(d.pages.len(), 3);
+            assert_eq!(d.pages[0].row(1), vec!["2", "NULL"]);
+            assert_eq!(d.pages[1].row(0), vec!["1", "X'00'", "3"]);
+            assert_eq!((d.pages[2].len(), d.pages[2].width()), (0, 1));
+        }
+    }
+
+    /// REALs arrive as numbers (JavaScript's shortest form) and become exact literals.
+    #[test]
+    fn numbers_are_reals() {
+        let body = r#"{"result":[{"results":{"columns":["a","b"],"rows":[[0.1,"1"],[1e-300,"2"],[-5e-324,"3"],[3,"4"]]},"success":true}],"success":true}"#;
+        let d = decode_in_chunks(body.as_bytes(), 4).unwrap();
+        let page = &d.pages[0];
+        for (r, v) in [0.1, 1e-300, -5e-324, 3.0].into_iter().enumerate() {
+            assert_eq!(page.cell(r, 0), crate::literal::real_literal(v));
+        }
     }
 
     #[test]
@@ -553,7 +621,7 @@ mod tests {
     fn empty_results_keep_the_width() {
         let body = r#"{"result":[{"results":{"columns":["a","b","c"],"rows":[]},"success":true}],"success":true}"#;
         let d = decode_in_chunks(body.as_bytes(), 5).unwrap();
-        assert_eq!((d.page.len(), d.page.width()), (0, 3));
+        assert_eq!((d.pages[0].len(), d.pages[0].width()), (0, 3));
     }
 
     #[test]
@@ -584,7 +652,9 @@ mod tests {
         for bad in [
             "upstream connect error",
             "<html>502</html>",
-            r#"{"result":[{"results":{"columns":["a"],"rows":[[1]]}}],"success":true}"#,
+            r#"{"result":[{"results":{"columns":["a"],"rows":[[true]]}}],"success":true}"#,
+            r#"{"result":[{"results":{"columns":["a"],"rows":[[null]]}}],"success":true}"#,
+            r#"{"result":[{"results":{"columns":["a"],"rows":[[1e999]]}}],"success":true}"#,
             r#"{"result":[{"results":{"columns":["a","b"],"rows":[["1","2"],["3"]]}}],"success":true}"#,
             r#"{"success":true} x"#,
             r#"{"a":tru}"#,

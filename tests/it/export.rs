@@ -68,8 +68,18 @@ fn export_stores_exactly_what_d1_served() {
         .iter()
         .find(|(u, _)| *u == uuid)
         .expect("the fake served an export");
+    // Byte for byte, but for one move: the fixture creates `child` before `parent`, so the
+    // parent's CREATE TABLE goes to the top (D1's import could not insert the child's rows).
+    let served = String::from_utf8(std::fs::read(served).unwrap()).unwrap();
+    let create_parent = "CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT);\n";
+    let (first, rest) = served.split_once('\n').unwrap();
+    assert!(rest.contains(create_parent), "the export creates parent");
+    let expected = format!(
+        "{first}\n{create_parent}{}",
+        rest.replacen(create_parent, "", 1)
+    );
     assert!(
-        sql == std::fs::read(served).unwrap(),
+        sql == expected.as_bytes(),
         "stored SQL differs from the export"
     );
     // Outputs and manifest carry the bookmark and the blocked window.
@@ -82,6 +92,12 @@ fn export_stores_exactly_what_d1_served() {
     ))
     .unwrap();
     assert_eq!(manifest.bookmark.as_deref(), report["bookmark"].as_str());
+    let reordered = manifest
+        .reordered
+        .as_ref()
+        .expect("the manifest says what moved");
+    assert_eq!(reordered.tables, vec!["parent".to_string()]);
+    assert!(reordered.how.contains("moved"), "{}", reordered.how);
     assert!(manifest.timings.export_seconds.is_some());
     assert_eq!(
         manifest
@@ -97,6 +113,79 @@ fn export_stores_exactly_what_d1_served() {
         .unwrap();
     assert_eq!(meta.metadata["method"], "export");
     assert_eq!(meta.metadata["bookmark"], manifest.bookmark.unwrap());
+}
+
+/// D1 exports tables in creation order, and its import cannot insert rows into a table whose
+/// foreign-key parent does not exist yet. An export of a database whose children were
+/// created before their parents verifies, and restores to a file and into D1, exactly.
+#[test]
+fn export_of_children_created_before_their_parents_restores() {
+    let Some((endpoint, bucket)) = support::bucket("exportorder") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.sqlite");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA foreign_keys=ON;
+             CREATE TABLE order_items(id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders(id), sku TEXT REFERENCES \"products\"(sku));
+             CREATE TABLE orders(id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id), note TEXT);
+             CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+             CREATE TABLE \"products\"(sku TEXT PRIMARY KEY, price REAL) WITHOUT ROWID;
+             CREATE TABLE audit(id INTEGER PRIMARY KEY, msg TEXT);
+             CREATE INDEX items_by_order ON order_items(order_id);
+             INSERT INTO customers VALUES (1, 'Ada'), (2, 'Grace ''G'' Hopper');
+             INSERT INTO \"products\" VALUES ('a-1', 2.5), ('b-2', 19.99);
+             INSERT INTO orders VALUES (10, 1, 'first'), (11, 2, NULL), (12, 1, 'line
+break');
+             INSERT INTO order_items VALUES (100, 10, 'a-1'), (101, 10, 'b-2'), (102, 12, 'a-1');
+             INSERT INTO audit VALUES (1, 'created');",
+        )
+        .unwrap();
+    let fake = support::fake_d1();
+    fake.add_database("shop", &db);
+    let env = env_with(&fake, "shop", &endpoint, &bucket, &[("method", "export")]);
+    let r = run::run(&["backup"], &env);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let report = r.report();
+    assert_eq!(report["verified"], true, "{}", r.stdout);
+    let key = report["key"].as_str().unwrap().to_string();
+
+    let store = support::s3_store(&endpoint, &bucket);
+    let manifest: d1_backup::manifest::Manifest = serde_json::from_slice(&support::get_bytes(
+        &store,
+        &d1_backup::manifest::Manifest::key_for(&key),
+    ))
+    .unwrap();
+    let reordered = manifest.reordered.expect("the manifest says what moved");
+    assert_eq!(reordered.tables, ["orders", "customers", "products"]);
+    let sql = String::from_utf8(support::sql_of(&support::get_bytes(&store, &key), &key)).unwrap();
+    let lines: Vec<&str> = sql.lines().collect();
+    assert_eq!(lines[0], "PRAGMA defer_foreign_keys=TRUE;");
+    assert!(lines[1].starts_with("CREATE TABLE orders("), "{}", lines[1]);
+    assert!(
+        lines[3].starts_with("CREATE TABLE IF NOT EXISTS \"products\""),
+        "{}",
+        lines[3]
+    );
+    assert_eq!(sql.matches("CREATE TABLE orders(").count(), 1);
+
+    // To a file, and into D1 through the import API.
+    let restored = dir.path().join("restored.sqlite");
+    let mut to_file = cli_env(&fake, "shop", &endpoint, &bucket);
+    to_file.insert(
+        "D1_BACKUP_RESTORE_FILE".into(),
+        restored.display().to_string(),
+    );
+    let r = run::run(&["restore", &key], &to_file);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    compare::assert_same(&db, &restored);
+    let mut to_d1 = cli_env(&fake, "shop", &endpoint, &bucket);
+    to_d1.insert("D1_BACKUP_RESTORE_TO".into(), "shop-copy".into());
+    let r = run::run(&["restore", &key, "--create"], &to_d1);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    compare::assert_same(&db, &fake.database_path("shop-copy").unwrap());
 }
 
 #[test]

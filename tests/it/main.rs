@@ -6,6 +6,7 @@ mod support;
 mod action_env;
 mod contract;
 mod encrypt;
+mod engine;
 mod export;
 mod faults;
 mod inputs;

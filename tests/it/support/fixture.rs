@@ -279,3 +279,173 @@ pub fn fill_many(c: &Connection, n: u64) {
     }
     tx.commit().unwrap();
 }
+
+/// Tables at D1's column limit (100 columns), every key shape: an INTEGER PRIMARY KEY, an
+/// implicit rowid, WITHOUT ROWID with a 3-column primary key, and one whose last column holds
+/// a 1,900,000-byte TEXT and a 1,900,000-byte BLOB. `extra_rows` more rows go into the
+/// implicit-rowid table (for the memory test).
+pub fn build_wide_with(path: &Path, extra_rows: u64) {
+    let _ = std::fs::remove_file(path);
+    let c = Connection::open(path).expect("open wide db");
+    let cols = |from: usize, to: usize| -> Vec<String> {
+        (from..=to).map(|i| format!("c{i:03} ANY")).collect()
+    };
+    c.execute_batch(&format!(
+        "CREATE TABLE t_ipk(id INTEGER PRIMARY KEY, {});
+         CREATE TABLE t_rowid({});
+         CREATE TABLE t_wr(k1 TEXT, k2 INTEGER, k3 BLOB, {}, PRIMARY KEY(k1, k2, k3)) WITHOUT ROWID;
+         CREATE TABLE t_big(id INTEGER PRIMARY KEY, {}, last);
+         CREATE INDEX t_rowid_c001 ON t_rowid(c001);",
+        cols(1, 99).join(", "),
+        cols(1, 100).join(", "),
+        cols(4, 100).join(", "),
+        cols(1, 98).join(", "),
+    ))
+    .expect("wide schema");
+    let value = |r: u64, c: u64| -> rusqlite::types::Value {
+        use rusqlite::types::Value as V;
+        match (r + c) % 7 {
+            0 => {
+                V::Integer((r as i64 * 7919 + c as i64) * if c.is_multiple_of(2) { 1 } else { -1 })
+            }
+            1 => V::Integer(i64::MAX - r as i64 - c as i64),
+            2 => V::Real((r * 100 + c) as f64 / 3.0),
+            3 => V::Text(format!("r{r}c{c} 'q' \"dq\" \n nl")),
+            4 => V::Blob(vec![r as u8, c as u8, 0, 255]),
+            5 => V::Null,
+            _ => V::Real(-1.5e300 / (r + c + 1) as f64),
+        }
+    };
+    let tx = c.unchecked_transaction().unwrap();
+    let insert =
+        |table: &str, n: usize, row: &dyn Fn(u64) -> Vec<rusqlite::types::Value>, rows: u64| {
+            let ph: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+            let sql = format!("INSERT INTO {table} VALUES({})", ph.join(","));
+            let mut stmt = tx.prepare(&sql).unwrap();
+            for r in 0..rows {
+                stmt.execute(rusqlite::params_from_iter(row(r))).unwrap();
+            }
+        };
+    insert(
+        "t_ipk",
+        100,
+        &|r| {
+            let mut v = vec![rusqlite::types::Value::Integer(r as i64 * 3 + 1)];
+            v.extend((1..=99).map(|c| value(r, c)));
+            v
+        },
+        40,
+    );
+    insert(
+        "t_rowid",
+        100,
+        &|r| (1..=100).map(|c| value(r, c)).collect(),
+        40 + extra_rows,
+    );
+    insert(
+        "t_wr",
+        100,
+        &|r| {
+            use rusqlite::types::Value as V;
+            let mut v = vec![
+                V::Text(format!("key {}", r % 5)),
+                V::Integer(r as i64 - 20),
+                V::Blob(vec![(r % 3) as u8; 3]),
+            ];
+            v.extend((4..=100).map(|c| value(r, c)));
+            v
+        },
+        40,
+    );
+    insert(
+        "t_big",
+        100,
+        &|r| {
+            use rusqlite::types::Value as V;
+            let mut v = vec![V::Integer(r as i64 + 1)];
+            v.extend((1..=98).map(|c| value(r, c)));
+            v.push(match r {
+                0 => V::Text("t".repeat(1_900_000)),
+                1 => V::Blob((0..1_900_000u32).map(|i| (i % 251) as u8).collect()),
+                _ => value(r, 99),
+            });
+            v
+        },
+        6,
+    );
+    tx.execute("DELETE FROM t_rowid WHERE rowid % 7 = 3", [])
+        .unwrap();
+    tx.commit().unwrap();
+}
+
+/// [`build_wide_with`] without extra rows.
+pub fn build_wide(path: &Path) {
+    build_wide_with(path, 0);
+}
+
+/// A table `r(id INTEGER PRIMARY KEY, v)` (no affinity, so `-0.0` keeps its sign) of REALs spread over every decimal exponent
+/// (−324 … +308), subnormals, ±0.0, ±max, ±min normal and ±infinity, and a WITHOUT ROWID
+/// table keyed by REALs. Returns the number of REALs in `r`.
+pub fn build_reals(path: &Path) -> usize {
+    let _ = std::fs::remove_file(path);
+    let c = Connection::open(path).expect("open reals db");
+    c.execute_batch(
+        "CREATE TABLE r(id INTEGER PRIMARY KEY, v NOT NULL);
+         CREATE TABLE rk(v REAL PRIMARY KEY, id INTEGER) WITHOUT ROWID;",
+    )
+    .unwrap();
+    let mut values: Vec<f64> = vec![
+        0.0,
+        -0.0,
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE,
+        -f64::MIN_POSITIVE,
+        5e-324,
+        -5e-324,
+        f64::from_bits(0x000f_ffff_ffff_ffff),
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        0.1,
+        1.0 / 3.0,
+        123.456,
+    ];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for e in -324..=308i32 {
+        for _ in 0..16 {
+            let m = 1.0 + (next() % 9_000_000_000_000_000) as f64 / 1e15;
+            let v = m * 10f64.powi(e);
+            if v.is_finite() && v != 0.0 {
+                values.push(if next() % 2 == 0 { v } else { -v });
+            }
+        }
+    }
+    for _ in 0..1000 {
+        // Random bit patterns (subnormals and every exponent).
+        let v = f64::from_bits(next());
+        if v.is_finite() {
+            values.push(v);
+        }
+    }
+    let tx = c.unchecked_transaction().unwrap();
+    {
+        let mut stmt = tx.prepare("INSERT INTO r(id, v) VALUES(?1, ?2)").unwrap();
+        for (i, v) in values.iter().enumerate() {
+            stmt.execute(params![i as i64 + 1, v]).unwrap();
+        }
+        let mut stmt = tx
+            .prepare("INSERT OR IGNORE INTO rk(v, id) VALUES(?1, ?2)")
+            .unwrap();
+        for (i, v) in values.iter().enumerate().step_by(7) {
+            stmt.execute(params![v, i as i64]).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    values.len()
+}

@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 pub mod compare;
+pub mod engine;
 pub mod fixture;
 pub mod gha;
+pub mod hostile_db;
 pub mod run;
 pub mod s3proxy;
 pub mod weed;

@@ -166,6 +166,22 @@ pub async fn run(matches: ArgMatches, env: Vec<(String, String)>) -> u8 {
         matches.get_flag("verbose") || env.iter().any(|(k, v)| k == "RUNNER_DEBUG" && v == "1");
     log::set_debug(debug);
     log::set_quiet(matches.get_flag("quiet"));
+    // A flag's value is readable by every user of the machine (`ps`, /proc/<pid>/cmdline).
+    for spec in INPUTS
+        .iter()
+        .filter(|s| s.secret && flags.contains_key(s.name))
+    {
+        let env = spec.env.first().map(|e| e.to_string()).unwrap_or_else(|| {
+            format!(
+                "D1_BACKUP_{}",
+                spec.name.to_ascii_uppercase().replace('-', "_")
+            )
+        });
+        log::warn(format!(
+            "`--{}` was given on the command line, where other users of this machine can read it in the process list; set {env} in the environment instead",
+            spec.name
+        ));
+    }
 
     let command = match matches.subcommand_name() {
         Some(c) => c.to_string(),
@@ -178,7 +194,9 @@ pub async fn run(matches: ArgMatches, env: Vec<(String, String)>) -> u8 {
         raw.set("backup-key", key);
     }
     let cancel = CancellationToken::new();
-    let signals = tokio::spawn(watch_signals(cancel.clone()));
+    // Only a backup stops gracefully on a signal (it aborts its upload); the other commands
+    // remove their scratch files and exit at once.
+    let signals = tokio::spawn(watch_signals(cancel.clone(), command == "backup"));
     let code = match command.as_str() {
         "backup" => {
             let code = run_backup(&raw, &cancel).await;
@@ -218,10 +236,15 @@ static SIGNAL_EXIT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::n
 
 /// Wait for SIGINT/SIGTERM: cancel the run, and exit hard if it does not stop in time.
 /// The runner sends SIGINT, waits 7.5 s, sends SIGTERM, waits 2.5 s, then kills.
-async fn watch_signals(cancel: CancellationToken) {
+async fn watch_signals(cancel: CancellationToken, graceful: bool) {
     let signal = wait_for_signal().await;
     let code = if signal == "SIGINT" { 130 } else { 143 };
     SIGNAL_EXIT.store(code, std::sync::atomic::Ordering::SeqCst);
+    if !graceful {
+        log::error(format!("received {signal}: stopping"));
+        crate::scratch::remove_all();
+        std::process::exit(code.into());
+    }
     log::error(format!(
         "received {signal}: cancelling (aborting any upload)"
     ));
@@ -229,6 +252,7 @@ async fn watch_signals(cancel: CancellationToken) {
     cancel.cancel();
     tokio::time::sleep(Duration::from_secs(6)).await;
     log::error("did not stop within 6 s of the signal; exiting");
+    crate::scratch::remove_all();
     std::process::exit(code.into());
 }
 
@@ -510,6 +534,7 @@ async fn backup_one(
             chrono::Utc::now(),
             false,
             cfg.dry_run,
+            Some(&manifest.key),
         )
         .await
         {
@@ -647,6 +672,7 @@ async fn run_prune(raw: &RawInputs, last_run_failed: bool) -> u8 {
             chrono::Utc::now(),
             last_run_failed,
             dry_run,
+            None,
         )
         .await?;
         Ok::<_, anyhow::Error>((p, bucket, name))
@@ -680,25 +706,26 @@ async fn select_backup(
         selector => {
             let name = database_dir_name(cfg, budget).await?;
             let entries = catalog::list_backups(store, &cfg.prefix, &name).await?;
-            let picked = catalog::pick(&entries, selector).ok_or_else(|| {
-                InputError::new(
-                    if matches!(selector, Selector::Before(_)) {
-                        "before"
-                    } else {
-                        "backup-key"
-                    },
-                    format!(
-                        "no complete backup of {name:?} under {:?}{} ({} objects found there)",
-                        crate::manifest::database_dir(&cfg.prefix, &name),
-                        match selector {
-                            Selector::Before(t) =>
-                                format!(" taken at or before {}", crate::manifest::rfc3339(*t)),
-                            _ => String::new(),
+            let picked =
+                catalog::pick(&entries, selector, chrono::Utc::now()).ok_or_else(|| {
+                    InputError::new(
+                        if matches!(selector, Selector::Before(_)) {
+                            "before"
+                        } else {
+                            "backup-key"
                         },
-                        entries.len()
-                    ),
-                )
-            })?;
+                        format!(
+                            "no complete backup of {name:?} under {:?}{} ({} objects found there)",
+                            crate::manifest::database_dir(&cfg.prefix, &name),
+                            match selector {
+                                Selector::Before(t) =>
+                                    format!(" taken at or before {}", crate::manifest::rfc3339(*t)),
+                                _ => String::new(),
+                            },
+                            entries.len()
+                        ),
+                    )
+                })?;
             picked.key.clone()
         }
     };
@@ -828,9 +855,12 @@ async fn run_restore(raw: &RawInputs) -> u8 {
                     client,
                     Arc::clone(&store),
                     &manifest,
-                    target,
-                    cfg.force,
-                    cfg.create,
+                    &restore::D1Target {
+                        database: target.clone(),
+                        force: cfg.force,
+                        create: cfg.create,
+                        overwrite_source: cfg.overwrite_source.clone(),
+                    },
                     cfg.catalog.identities.clone(),
                 )
                 .await?;

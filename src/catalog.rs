@@ -1,9 +1,14 @@
 //! The backups of a database, as found in a store.
 //!
 //! Only objects this tool wrote count: keys `<prefix><database>/backup-<timestamp>.sql…`
-//! (see [`crate::manifest::parse_backup_key`]). A backup is complete when its manifest
-//! exists. Listing, `latest`, `--before` and retention all start from here; choosing a backup
-//! is a pure function ([`pick`]).
+//! (see [`crate::manifest::parse_backup_key`]). The store is untrusted: a backup is complete
+//! only when its manifest is there, parses (read with a size cap), and names this very key,
+//! this database and the key's timestamp — a file that merely has the right name proves
+//! nothing. A manifest that exists but does not check out holds its backup (never counted,
+//! never deleted), and so does a backup dated more than a day in the future (a planted or
+//! clock-skewed entry must not become `latest` or push real backups out of retention).
+//! Listing, `latest`, `--before` and retention all start from here; choosing a backup is a
+//! pure function ([`pick`]).
 
 use std::collections::HashSet;
 
@@ -24,16 +29,25 @@ pub struct BackupEntry {
     pub key: String,
     pub time: DateTime<Utc>,
     pub size: u64,
-    /// Its manifest exists.
+    /// Its manifest exists, parses and names this key, database and time.
     pub complete: bool,
+    /// Why the backup is held (neither used nor deleted): its manifest exists but does not
+    /// check out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
-/// The backups under `<prefix><database>/`, newest first.
+/// Manifests and reports are small; anything larger is not one of ours.
+pub const MAX_SMALL_OBJECT: u64 = 1 << 20;
+
+/// The backups under `<prefix><database>/`, newest first, each manifest checked (read
+/// eight at a time).
 pub async fn list_backups(
     store: &dyn ObjectStore,
     prefix: &str,
     database: &str,
 ) -> Result<Vec<BackupEntry>> {
+    use futures::StreamExt;
     let dir = manifest::database_dir(prefix, database);
     let objects = store
         .list(&dir)
@@ -43,20 +57,68 @@ pub async fn list_backups(
         .iter()
         .filter_map(|o| o.key.strip_suffix(MANIFEST_SUFFIX))
         .collect();
-    let mut out: Vec<BackupEntry> = objects
+    let candidates: Vec<(String, DateTime<Utc>, u64, bool)> = objects
         .iter()
         .filter_map(|o| {
             let parsed = manifest::parse_backup_key(&dir, &o.key)?;
-            Some(BackupEntry {
-                key: o.key.clone(),
-                time: parsed.timestamp,
-                size: o.size,
-                complete: manifests.contains(o.key.as_str()),
-            })
+            Some((
+                o.key.clone(),
+                parsed.timestamp,
+                o.size,
+                manifests.contains(o.key.as_str()),
+            ))
         })
         .collect();
+    let mut out: Vec<BackupEntry> = futures::stream::iter(candidates)
+        .map(|(key, time, size, has_manifest)| async move {
+            let checked = if has_manifest {
+                Some(
+                    read_manifest(store, &key)
+                        .await
+                        .and_then(|m| check_manifest(&m, &key, database, time)),
+                )
+            } else {
+                None
+            };
+            let (complete, held) = match checked {
+                None => (false, None),
+                Some(Ok(())) => (true, None),
+                Some(Err(e)) => (
+                    false,
+                    Some(format!("its manifest does not check out: {e:#}")),
+                ),
+            };
+            BackupEntry {
+                key,
+                time,
+                size,
+                complete,
+                held,
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
     out.sort_by(|a, b| b.time.cmp(&a.time).then(b.key.cmp(&a.key)));
     Ok(out)
+}
+
+/// A manifest vouches for a backup only when it names that key, its database and its time.
+pub fn check_manifest(m: &Manifest, key: &str, database: &str, time: DateTime<Utc>) -> Result<()> {
+    if m.key != key {
+        bail!("it names another backup ({:?})", m.key);
+    }
+    if crate::config::sanitize_name(&m.database.name) != database {
+        bail!("it names another database ({:?})", m.database.name);
+    }
+    if m.time() != Some(time) {
+        bail!(
+            "its time ({:?}) is not the time in the key ({})",
+            m.timestamp,
+            manifest::rfc3339(time)
+        );
+    }
+    Ok(())
 }
 
 /// Which backup a command works on.
@@ -79,9 +141,15 @@ impl Selector {
     }
 }
 
-/// Choose a complete backup from entries sorted newest first.
-pub fn pick<'a>(entries: &'a [BackupEntry], selector: &Selector) -> Option<&'a BackupEntry> {
-    let complete = entries.iter().filter(|e| e.complete);
+/// Choose a complete backup from entries sorted newest first. Backups dated more than a day
+/// after `now` are never `latest` nor picked by `--before`.
+pub fn pick<'a>(
+    entries: &'a [BackupEntry],
+    selector: &Selector,
+    now: DateTime<Utc>,
+) -> Option<&'a BackupEntry> {
+    let limit = crate::retention::future_limit(now);
+    let complete = entries.iter().filter(|e| e.complete && e.time <= limit);
     match selector {
         Selector::Latest => complete.max_by_key(|e| e.time),
         Selector::Key(k) => entries.iter().find(|e| &e.key == k),
@@ -89,7 +157,7 @@ pub fn pick<'a>(entries: &'a [BackupEntry], selector: &Selector) -> Option<&'a B
     }
 }
 
-/// Read a backup's manifest.
+/// Read a backup's manifest; it must name this very key.
 pub async fn read_manifest(store: &dyn ObjectStore, key: &str) -> Result<Manifest> {
     let mkey = Manifest::key_for(key);
     if store.head(&mkey).await?.is_none() {
@@ -98,16 +166,29 @@ pub async fn read_manifest(store: &dyn ObjectStore, key: &str) -> Result<Manifes
         );
     }
     let text = read_small(store, &mkey).await?;
-    serde_json::from_slice(&text).with_context(|| format!("{mkey} is not a d1-backup manifest"))
+    let m: Manifest = serde_json::from_slice(&text)
+        .with_context(|| format!("{mkey} is not a d1-backup manifest"))?;
+    if m.key != key {
+        bail!(
+            "{mkey} names another backup ({:?}); it is not this backup's manifest and is not trusted",
+            m.key
+        );
+    }
+    Ok(m)
 }
 
-/// Read a small object (a manifest, a report) whole.
+/// Read a small object (a manifest, a report) whole, refusing one over
+/// [`MAX_SMALL_OBJECT`] bytes.
 pub async fn read_small(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>> {
-    let mut body = store.get(key).await?;
+    let body = store.get(key).await?;
     let mut out = Vec::new();
-    body.read_to_end(&mut out)
+    body.take(MAX_SMALL_OBJECT + 1)
+        .read_to_end(&mut out)
         .await
         .with_context(|| format!("reading {key}"))?;
+    if out.len() as u64 > MAX_SMALL_OBJECT {
+        bail!("{key} is over {MAX_SMALL_OBJECT} bytes; it is not one of d1-backup's small files");
+    }
     Ok(out)
 }
 
@@ -134,12 +215,17 @@ mod tests {
             time: t(time),
             size: 1,
             complete,
+            held: None,
         }
     }
+
+    const NOW: &str = "2026-11-28T13:00:00Z";
 
     #[test]
     fn picking_backups() {
         let entries = vec![
+            entry("2099-01-01T00:00:00Z", true),
+            entry("2026-11-29T14:00:00Z", true),
             entry("2026-11-28T12:00:00Z", false),
             entry("2026-11-28T06:00:00Z", true),
             entry("2026-11-27T06:00:00Z", true),
@@ -161,19 +247,78 @@ mod tests {
                 Some("2026-11-28T06:00:00+00:00"),
             ),
             (Selector::Before(t("2026-11-01T00:00:00Z")), None),
+            // Never a future-dated backup, whatever `before` says.
             (
-                Selector::Key(entries[3].key.clone()),
+                Selector::Before(t("2100-01-01T00:00:00Z")),
+                Some("2026-11-28T06:00:00+00:00"),
+            ),
+            (
+                Selector::Key(entries[5].key.clone()),
                 Some("2026-11-26T06:00:00+00:00"),
             ),
             (Selector::Key("db/other".into()), None),
         ];
         for (sel, want) in cases {
-            assert_eq!(key(pick(&entries, &sel)).as_deref(), want, "{sel:?}");
+            assert_eq!(
+                key(pick(&entries, &sel, t(NOW))).as_deref(),
+                want,
+                "{sel:?}"
+            );
         }
         assert_eq!(
-            pick(&[entry("2026-11-28T12:00:00Z", false)], &Selector::Latest),
+            pick(
+                &[entry("2026-11-28T12:00:00Z", false)],
+                &Selector::Latest,
+                t(NOW)
+            ),
             None
         );
+        // Less than a day ahead (a slightly fast clock) still counts.
+        assert_eq!(
+            key(pick(
+                &[entry("2026-11-29T12:00:00Z", true)],
+                &Selector::Latest,
+                t(NOW)
+            ))
+            .as_deref(),
+            Some("2026-11-29T12:00:00+00:00")
+        );
+    }
+
+    fn manifest(key: &str, name: &str, time: &str) -> Manifest {
+        Manifest {
+            key: key.into(),
+            database: crate::manifest::DatabaseRef {
+                id: "id".into(),
+                name: name.into(),
+                source: "d1".into(),
+            },
+            timestamp: time.into(),
+            ..Manifest::default()
+        }
+    }
+
+    #[test]
+    fn manifests_vouch_only_for_their_own_backup() {
+        let key = "p/app-db/backup-2026-11-28T06-00-00-000Z.sql.zst";
+        let time = t("2026-11-28T06:00:00Z");
+        let cases = [
+            (manifest(key, "app db", "2026-11-28T06:00:00.000Z"), true),
+            (
+                manifest(
+                    "p/app-db/backup-2026-11-27T06-00-00-000Z.sql.zst",
+                    "app db",
+                    "2026-11-28T06:00:00.000Z",
+                ),
+                false,
+            ),
+            (manifest(key, "other", "2026-11-28T06:00:00.000Z"), false),
+            (manifest(key, "app db", "2099-01-01T00:00:00.000Z"), false),
+            (manifest(key, "app db", "not a time"), false),
+        ];
+        for (m, ok) in cases {
+            assert_eq!(check_manifest(&m, key, "app-db", time).is_ok(), ok, "{m:?}");
+        }
     }
 
     #[test]

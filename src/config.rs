@@ -369,6 +369,8 @@ pub struct RestoreConfig {
     pub target: RestoreTarget,
     pub force: bool,
     pub create: bool,
+    /// The backup's own database, named to confirm restoring over it.
+    pub overwrite_source: Option<String>,
 }
 
 impl RestoreConfig {
@@ -415,6 +417,14 @@ impl RestoreConfig {
             target,
             force: boolean(raw, "force", false)?,
             create: boolean(raw, "create", false)?,
+            overwrite_source: match raw.get("overwrite-source") {
+                Some(d) => {
+                    validate_database_ref(d)
+                        .map_err(|e| InputError::new("overwrite-source", e.message))?;
+                    Some(d.to_string())
+                }
+                None => None,
+            },
         })
     }
 }
@@ -520,7 +530,11 @@ fn api_config(raw: &RawInputs) -> Result<Option<ApiConfig>> {
         .ok_or_else(|| missing("account-id", "your Cloudflare account id (32 hex characters, shown in the dashboard's URL and sidebar)"))?;
     validate_account_id(account_id)?;
     let base_url = raw.get("api-base-url").unwrap_or(DEFAULT_API_BASE);
-    validate_url("api-base-url", base_url)?;
+    validate_url(
+        "api-base-url",
+        base_url,
+        boolean(raw, "allow-insecure-http", false)?,
+    )?;
     Ok(Some(ApiConfig {
         token: token.to_string(),
         account_id: account_id.to_string(),
@@ -659,7 +673,11 @@ fn store_config(raw: &RawInputs, api: Option<&ApiConfig>) -> Result<StoreConfig>
             validate_bucket(bucket)?;
             let endpoint = match raw.get("r2-endpoint") {
                 Some(e) => {
-                    validate_url("r2-endpoint", e)?;
+                    validate_url(
+                        "r2-endpoint",
+                        e,
+                        boolean(raw, "allow-insecure-http", false)?,
+                    )?;
                     e.trim_end_matches('/').to_string()
                 }
                 None => {
@@ -863,7 +881,9 @@ pub fn validate_bucket(bucket: &str) -> Result<()> {
     }
 }
 
-pub fn validate_url(input: &str, url: &str) -> Result<()> {
+/// An http(s) URL. Plain `http://` only to this machine (loopback), unless
+/// `allow_insecure_http`: a token or S3 secret must never cross a network in clear text.
+pub fn validate_url(input: &str, url: &str, allow_insecure_http: bool) -> Result<()> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
@@ -875,6 +895,16 @@ pub fn validate_url(input: &str, url: &str) -> Result<()> {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
     }) && !url.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok {
+        let host = host.unwrap_or_default();
+        if url.starts_with("http://") && !allow_insecure_http && !is_loopback(host) {
+            return Err(InputError::new(
+                input,
+                format!(
+                    "{:?} is plain http:// to {host:?}, which is not this machine: credentials would cross the network unencrypted. Use https://, or set `allow-insecure-http: true` if the network is yours",
+                    truncate(url, 100)
+                ),
+            ));
+        }
         Ok(())
     } else {
         Err(InputError::new(
@@ -885,6 +915,21 @@ pub fn validate_url(input: &str, url: &str) -> Result<()> {
             ),
         ))
     }
+}
+
+/// Whether `host` (`name`, `name:port`, `[v6]:port`) names this machine.
+pub fn is_loopback(host: &str) -> bool {
+    let name = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A key prefix: no leading `/`, no `.`/`..` segments, no control characters.
@@ -1100,6 +1145,13 @@ mod tests {
             ("r2-endpoint", "ftp://x", "r2-endpoint"),
             ("r2-endpoint", "https://", "r2-endpoint"),
             ("api-base-url", "localhost:8787", "api-base-url"),
+            (
+                "api-base-url",
+                "http://api.example.invalid/client/v4",
+                "api-base-url",
+            ),
+            ("r2-endpoint", "http://r2.example.invalid", "r2-endpoint"),
+            ("allow-insecure-http", "sometimes", "allow-insecure-http"),
             ("prefix", "/abs", "prefix"),
             ("prefix", "a/../b", "prefix"),
             ("prefix", "a//b", "prefix"),
@@ -1114,6 +1166,31 @@ mod tests {
                 .expect_err(&format!("{input}={value:?} should fail"));
             assert_eq!(&err.input, expected, "{input}={value:?}: {err}");
             assert!(err.to_string().contains(expected));
+        }
+    }
+
+    /// Plain http:// only to this machine, unless explicitly allowed; nothing is resolved.
+    #[test]
+    fn plain_http_only_to_loopback() {
+        let cases = [
+            ("https://api.cloudflare.com/client/v4", false, true),
+            ("http://127.0.0.1:8787/client/v4", false, true),
+            ("http://127.9.9.9", false, true),
+            ("http://localhost:9000", false, true),
+            ("http://LOCALHOST", false, true),
+            ("http://[::1]:9000/x", false, true),
+            ("http://api.example.invalid/client/v4", false, false),
+            ("http://10.0.0.1:9000", false, false),
+            ("http://localhost.example.invalid", false, false),
+            ("http://127.0.0.1.example.invalid", false, false),
+            ("http://api.example.invalid/client/v4", true, true),
+        ];
+        for (url, allow, ok) in cases {
+            assert_eq!(
+                validate_url("api-base-url", url, allow).is_ok(),
+                ok,
+                "{url} (allow {allow})"
+            );
         }
     }
 

@@ -12,7 +12,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 
 use crate::compress::{FinishWrite, Wrap};
 use crate::store::parts::PartWriter;
@@ -219,17 +219,22 @@ impl Identities {
             .map_err(|e| anyhow!("the first chunk does not decrypt: {e}"))
     }
 
-    /// A reader of the plaintext of the age file `input`.
-    pub fn decrypt<R: Read>(&self, input: R) -> Result<age::stream::StreamReader<R>> {
-        let decryptor = age::Decryptor::new(input).map_err(|e| match e {
-            age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => {
-                anyhow!("the object is not an age file, or not one this version can read ({e})")
-            }
-            age::DecryptError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-                anyhow!("the object is not an age file: it ends inside the age header")
-            }
-            e => anyhow!("reading the age header: {e}"),
-        })?;
+    /// A reader of the plaintext of the age file `input`. The header is read first, line by
+    /// line and at most [`MAX_HEADER_BYTES`] of it (see [`read_header`]), so a hostile header
+    /// costs bounded time and memory.
+    pub fn decrypt<R: Read>(&self, input: R) -> Result<Plaintext<R>> {
+        let mut input = io::BufReader::new(input);
+        let header = read_header(&mut input)?;
+        let decryptor = age::Decryptor::new_buffered(io::Cursor::new(header).chain(input))
+            .map_err(|e| match e {
+                age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => {
+                    anyhow!("the object is not an age file, or not one this version can read ({e})")
+                }
+                age::DecryptError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    anyhow!("the object is not an age file: it ends inside the age header")
+                }
+                e => anyhow!("reading the age header: {e}"),
+            })?;
         decryptor
             .decrypt(self.keys.iter().map(|k| k.as_ref() as &dyn age::Identity))
             .map_err(|e| match e {
@@ -238,6 +243,65 @@ impl Identities {
                 ),
                 e => anyhow!("decrypting: {e}"),
             })
+    }
+}
+
+/// The plaintext of an age file read from `R` (its header already read whole, then the rest).
+pub type Plaintext<R> = age::stream::StreamReader<io::Chain<io::Cursor<Vec<u8>>, io::BufReader<R>>>;
+
+/// Longest age header accepted. A header is one short stanza per recipient (about 100 bytes
+/// for X25519, 700 for ssh-rsa) and a MAC line; anything longer is not a backup of ours.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Most lines an age header may have (stanza lines, their bodies, the version and the MAC).
+pub const MAX_HEADER_LINES: usize = 2048;
+
+/// Read an age header (through its `--- ` MAC line) in one pass. The age crate re-parses the
+/// whole header each time it needs more bytes, which is quadratic in the header's size; a
+/// header handed to it whole, and bounded here, is parsed once.
+pub fn read_header<R: io::BufRead>(input: &mut R) -> Result<Vec<u8>> {
+    let mut header = Vec::new();
+    let mut line_start = 0;
+    let mut lines = 0;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(anyhow!("reading the age header: {e}")),
+        };
+        if available.is_empty() {
+            if header.is_empty() {
+                bail!("the object is empty: not an age file");
+            }
+            bail!("the object is not an age file: it ends inside the age header");
+        }
+        let room = MAX_HEADER_BYTES + 1 - header.len();
+        let take = available.len().min(room);
+        let newline = available[..take].iter().position(|&b| b == b'\n');
+        let used = newline.map_or(take, |i| i + 1);
+        header.extend_from_slice(&available[..used]);
+        input.consume(used);
+        if newline.is_some() {
+            lines += 1;
+            let line = &header[line_start..];
+            if lines == 1 && !line.starts_with(b"age-encryption.org/") {
+                bail!("the object is not an age file (it does not start with an age header)");
+            }
+            if line.starts_with(b"--- ") {
+                return Ok(header);
+            }
+            if lines >= MAX_HEADER_LINES {
+                bail!(
+                    "the age header has more than {MAX_HEADER_LINES} lines; not a backup written by d1-backup"
+                );
+            }
+            line_start = header.len();
+        }
+        if header.len() > MAX_HEADER_BYTES {
+            bail!(
+                "the age header is over {MAX_HEADER_BYTES} bytes; not a backup written by d1-backup"
+            );
+        }
     }
 }
 
@@ -340,6 +404,69 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("not an OpenSSH private key"), "{e}");
+    }
+
+    /// Headers are read once, bounded: many recipients decrypt, a hostile header (hundreds of
+    /// kilobytes of stanzas) is refused at once, whatever its shape.
+    #[test]
+    fn age_headers_are_bounded() {
+        let ids: Vec<age::x25519::Identity> =
+            (0..40).map(|_| age::x25519::Identity::generate()).collect();
+        let mut out = Vec::new();
+        {
+            let publics: Vec<age::x25519::Recipient> = ids.iter().map(|i| i.to_public()).collect();
+            let enc =
+                age::Encryptor::with_recipients(publics.iter().map(|r| r as &dyn age::Recipient))
+                    .unwrap();
+            let mut w = enc.wrap_output(&mut out).unwrap();
+            w.write_all(b"forty recipients").unwrap();
+            w.finish().unwrap();
+        }
+        let last = Identities::parse(
+            age::secrecy::ExposeSecret::expose_secret(&ids[39].to_string()),
+            "test",
+        )
+        .unwrap();
+        let mut plain = Vec::new();
+        last.decrypt(&out[..])
+            .unwrap()
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, b"forty recipients");
+
+        let stanzas = |n: usize, line: &str| {
+            let mut h = b"age-encryption.org/v1\n".to_vec();
+            for _ in 0..n {
+                h.extend_from_slice(line.as_bytes());
+            }
+            h.extend_from_slice(b"--- AAAA\n");
+            h.extend_from_slice(&[0u8; 64]);
+            h
+        };
+        for (what, hostile) in [
+            ("400 KB of short stanzas", stanzas(80_000, "-> a\n")),
+            (
+                "400 KB of stanza bodies",
+                stanzas(
+                    6_000,
+                    "-> X25519 AAAA\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+                ),
+            ),
+            ("one 400 KB line", {
+                let mut h = b"age-encryption.org/v1\n-> ".to_vec();
+                h.extend(std::iter::repeat_n(b'A', 400_000));
+                h
+            }),
+        ] {
+            let started = std::time::Instant::now();
+            let e = last.decrypt(&hostile[..]).err().unwrap().to_string();
+            assert!(e.contains("age header"), "{what}: {e}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(1),
+                "{what}: {:?}",
+                started.elapsed()
+            );
+        }
     }
 
     #[test]

@@ -234,7 +234,13 @@ pub const INPUTS: &[InputSpec] = &[
         "force",
         &[],
         "false",
-        "For `restore`: replace an existing file, or drop the tables of a non-empty D1 database (also needed to restore into the database the backup came from).",
+        "For `restore`: replace an existing file, or drop the tables of a non-empty D1 database first (never the database the backup came from: see `overwrite-source`).",
+    ),
+    input(
+        "overwrite-source",
+        &[],
+        "",
+        "For `restore` into D1: the name (or UUID) of the database the backup was taken from, to confirm restoring over it (replacing everything in it). `force` alone never does.",
     ),
     input(
         "create",
@@ -313,6 +319,12 @@ pub const INPUTS: &[InputSpec] = &[
         &[],
         "",
         "Write backups to this local directory instead of R2.",
+    ),
+    input(
+        "allow-insecure-http",
+        &[],
+        "false",
+        "Allow plain `http://` for `api-base-url` and `r2-endpoint` on hosts other than this machine (credentials then travel unencrypted). Loopback addresses never need it.",
     ),
     input(
         "s3-checksums",

@@ -37,9 +37,12 @@ pub mod prune;
 pub mod report;
 pub mod restore;
 pub mod retention;
+pub mod scratch;
 pub mod secrets;
 pub mod source;
+pub mod sqlsplit;
 pub mod store;
+pub mod stored;
 pub mod verify;
 
 /// A stage stopped because another stage stopped first (never the root cause).

@@ -1,17 +1,22 @@
 //! Loading a SQL dump into SQLite the way D1 imports it.
 //!
-//! Statements are split with SQLite's own completeness rule (`sqlite3_complete`, which also
-//! understands `CREATE TRIGGER … BEGIN … END;`), so multi-line schema statements and
-//! literals work. Under D1's rules every statement must be at most 100,000 bytes, foreign
-//! keys are enforced, `BEGIN`/`COMMIT` are refused, and the whole load is one transaction —
-//! so the dump's `PRAGMA defer_foreign_keys=TRUE` defers the checks to the end, as in D1.
-//! The reader is consumed as a stream; memory stays flat whatever the dump's size.
+//! Statements are split where SQLite's own completeness rule (`sqlite3_complete`, which also
+//! understands `CREATE TRIGGER … BEGIN … END;`) splits them, in one linear pass
+//! ([`crate::sqlsplit`]), and run one at a time. Under D1's rules every statement must be at
+//! most 100,000 bytes, foreign keys are enforced, and the whole load is one transaction — so
+//! the dump's `PRAGMA defer_foreign_keys=TRUE` defers the checks to the end, as in D1. A
+//! stored dump is untrusted: transaction control, ATTACH/DETACH and PRAGMAs other than the
+//! ones dumps use are refused (by statement and by an authorizer), and the database can be
+//! capped in size. The reader is consumed as a stream; memory stays flat whatever the dump.
 
 use std::ffi::CString;
-use std::io::BufRead;
+use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use rusqlite::Connection;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+
+use crate::sqlsplit::{Splitter, strip_leading_comments};
 
 /// How strictly to load.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +25,8 @@ pub struct LoadRules {
     pub max_statement_bytes: Option<usize>,
     /// `PRAGMA foreign_keys=ON` and one transaction around the whole load.
     pub d1_semantics: bool,
+    /// Refuse to grow the database past about this many bytes (`PRAGMA max_page_count`).
+    pub max_db_bytes: Option<u64>,
 }
 
 impl LoadRules {
@@ -28,6 +35,7 @@ impl LoadRules {
         LoadRules {
             max_statement_bytes: Some(crate::dump::sql::MAX_STATEMENT_BYTES),
             d1_semantics: true,
+            max_db_bytes: None,
         }
     }
 }
@@ -51,20 +59,6 @@ pub fn is_complete(sql: &str) -> bool {
     unsafe { rusqlite::ffi::sqlite3_complete(c.as_ptr()) != 0 }
 }
 
-/// Strip leading whitespace and `--`/`/* */` comments (for measuring and classifying).
-fn strip_leading_comments(mut s: &str) -> &str {
-    loop {
-        let t = s.trim_start();
-        if let Some(rest) = t.strip_prefix("--") {
-            s = rest.split_once('\n').map(|(_, r)| r).unwrap_or("");
-        } else if let Some(rest) = t.strip_prefix("/*") {
-            s = rest.split_once("*/").map(|(_, r)| r).unwrap_or("");
-        } else {
-            return t;
-        }
-    }
-}
-
 fn first_keyword(stmt: &str) -> String {
     stmt.chars()
         .take_while(|c| c.is_ascii_alphabetic())
@@ -74,92 +68,125 @@ fn first_keyword(stmt: &str) -> String {
 
 /// SQLite's default `SQLITE_MAX_SQL_LENGTH`.
 const SQLITE_MAX_SQL_LENGTH: usize = 1_000_000_000;
-/// Leading comments and blank lines counted into a statement's buffer beyond its limit.
-const COMMENT_ROOM: usize = 64 * 1024;
 
-/// Split a SQL stream into statements and hand each to `f` (with its 1-based line number).
+/// Split a SQL stream into statements and hand each to `f` (with the 1-based line of its
+/// first token), one statement at a time, leading comments removed.
 ///
-/// A statement that grows past `max_bytes` (plus room for leading comments) fails at once:
-/// a corrupted dump (an unbalanced quote) must not be buffered, and re-scanned, to its end.
-/// Without a limit, SQLite's own maximum statement length applies.
-pub fn for_each_statement<R: BufRead>(
+/// The stream is read in chunks and split in one linear pass ([`Splitter`]): no line is
+/// buffered whole, and a statement that grows past `max_bytes` (plus room for leading
+/// comments) fails at once — a corrupted or hostile dump (an unbalanced quote, a gigabyte
+/// line) costs bounded memory and time. Without a limit, SQLite's own maximum applies.
+pub fn for_each_statement<R: Read>(
     mut reader: R,
     max_bytes: Option<usize>,
     mut f: impl FnMut(&str, u64) -> Result<()>,
 ) -> Result<LoadStats> {
-    let cap = max_bytes.map_or(SQLITE_MAX_SQL_LENGTH, |m| m.saturating_add(COMMENT_ROOM));
+    let mut splitter = Splitter::new(max_bytes.unwrap_or(SQLITE_MAX_SQL_LENGTH));
     let mut stats = LoadStats::default();
-    let mut buf = String::new();
-    let mut line = Vec::new();
-    let mut line_no = 0u64;
-    let mut start_line = 1u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut each = |stmt: &[u8], line: u64, stats: &mut LoadStats| -> Result<()> {
+        let body = strip_leading_comments(stmt);
+        if body.is_empty() {
+            return Ok(());
+        }
+        let text = std::str::from_utf8(body)
+            .with_context(|| format!("the statement on line {line} is not valid UTF-8"))?;
+        f(text, line)?;
+        stats.statements += 1;
+        stats.longest_statement = stats.longest_statement.max(text.trim_end().len());
+        Ok(())
+    };
     loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .context("reading the dump")?;
+        let n = match reader.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(anyhow::Error::from(e).context("reading the dump")),
+        };
         if n == 0 {
             break;
         }
-        line_no += 1;
         stats.bytes += n as u64;
-        if buf.is_empty() {
-            start_line = line_no;
-        }
-        let text = std::str::from_utf8(&line)
-            .with_context(|| format!("line {line_no} of the dump is not valid UTF-8"))?;
-        buf.push_str(text);
-        if buf.len() > cap {
-            bail!(
-                "the statement starting on line {start_line} is still incomplete after {} bytes{} (an unbalanced quote: the dump is corrupted or truncated?)",
-                buf.len(),
-                max_bytes
-                    .map(|m| format!("; D1 accepts at most {m}"))
-                    .unwrap_or_default()
-            );
-        }
-        if text.contains(';') && is_complete(&buf) {
-            let stmt = strip_leading_comments(&buf);
-            if !stmt.is_empty() {
-                f(stmt, start_line)?;
-                stats.statements += 1;
-                stats.longest_statement = stats.longest_statement.max(stmt.trim_end().len());
-            }
-            buf.clear();
-        }
+        splitter.feed(&buf[..n], |stmt, line| each(stmt, line, &mut stats))?;
     }
-    if !strip_leading_comments(&buf).is_empty() {
-        bail!("the dump ends inside a statement that starts on line {start_line} (truncated?)");
+    if let Some((rest, line)) = splitter.finish()?
+        && !strip_leading_comments(&rest).is_empty()
+    {
+        bail!("the dump ends inside a statement that starts on line {line} (truncated?)");
     }
     Ok(stats)
 }
 
+/// The checks every statement of a stored dump passes before it runs, here or in D1.
+fn check_statement(body: &str, line: u64, max: Option<usize>) -> Result<()> {
+    if let Some(max) = max
+        && body.len() > max
+    {
+        bail!(
+            "statement on line {line} is {} bytes; D1 accepts at most {max}",
+            body.len()
+        );
+    }
+    let keyword = first_keyword(body);
+    if matches!(
+        keyword.as_str(),
+        "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "ATTACH" | "DETACH"
+    ) {
+        bail!(
+            "statement on line {line} ({keyword}) is refused: a dump never controls transactions or attaches files"
+        );
+    }
+    Ok(())
+}
+
+/// Split and check every statement of a dump without running any (before it goes to D1).
+pub fn check_statements<R: Read>(reader: R, max_bytes: usize) -> Result<LoadStats> {
+    for_each_statement(reader, Some(max_bytes), |stmt, line| {
+        check_statement(stmt.trim_end(), line, Some(max_bytes))
+    })
+}
+
+/// PRAGMAs a dump may run while it loads (D1's export and d1-backup's dumps use the first;
+/// FTS5 reads `data_version` itself).
+const LOAD_PRAGMAS: &[&str] = &["defer_foreign_keys", "data_version"];
+
+/// While a dump loads, the connection refuses what no dump needs and a hostile one could
+/// use: ATTACH/DETACH (files outside the database), transaction control (the load is one
+/// transaction), and every PRAGMA but [`LOAD_PRAGMAS`].
+fn load_authorizer(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } | AuthAction::Transaction { .. } => {
+            Authorization::Deny
+        }
+        AuthAction::Pragma { pragma_name, .. }
+            if !LOAD_PRAGMAS
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
+        {
+            Authorization::Deny
+        }
+        _ => Authorization::Allow,
+    }
+}
+
 /// Load a dump into `conn` under `rules`.
-pub fn load<R: BufRead>(conn: &Connection, reader: R, rules: LoadRules) -> Result<LoadStats> {
+pub fn load<R: Read>(conn: &mut Connection, reader: R, rules: LoadRules) -> Result<LoadStats> {
+    if let Some(max) = rules.max_db_bytes {
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = (max / page_size.max(512) as u64).max(16);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+    }
     if rules.d1_semantics {
         conn.execute_batch("PRAGMA foreign_keys=ON; BEGIN;")?;
     }
+    conn.authorizer(Some(load_authorizer))?;
     let result = for_each_statement(reader, rules.max_statement_bytes, |stmt, line| {
         let body = stmt.trim_end();
-        if let Some(max) = rules.max_statement_bytes
-            && body.len() > max
-        {
-            bail!(
-                "statement on line {line} is {} bytes; D1 accepts at most {max}",
-                body.len()
-            );
-        }
-        if rules.d1_semantics
-            && matches!(
-                first_keyword(body).as_str(),
-                "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE"
-            )
-        {
-            bail!("statement on line {line} controls transactions, which D1 refuses");
-        }
+        check_statement(body, line, rules.max_statement_bytes)?;
+        // Exactly one statement (the splitter's), so nothing can ride along behind it.
         conn.execute_batch(body)
             .with_context(|| format!("statement on line {line} failed: {}", excerpt(body)))
     });
+    conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)?;
     match result {
         Ok(stats) => {
             if rules.d1_semantics {
@@ -220,7 +247,11 @@ mod tests {
                     "SELECT 3;",
                 ],
             ),
-            ("SELECT 1; -- trailing\n", &["SELECT 1; -- trailing"]),
+            ("SELECT 1; -- trailing\n", &["SELECT 1;"]),
+            (
+                "SELECT 1; COMMIT; ATTACH 'x' AS y;\n",
+                &["SELECT 1;", "COMMIT;", "ATTACH 'x' AS y;"],
+            ),
             ("-- only a comment\n", &[]),
         ];
         for (sql, want) in cases {
@@ -238,25 +269,85 @@ mod tests {
         for _ in 0..lines {
             sql.push_str(line);
         }
+        let mut counted = Counted {
+            inner: sql.as_bytes(),
+            read: 0,
+        };
         let err = for_each_statement(
-            sql.as_bytes(),
+            &mut counted,
             Some(crate::dump::sql::MAX_STATEMENT_BYTES),
             |_, _| Ok(()),
         )
         .unwrap_err();
         let msg = err.to_string();
+        assert!(msg.contains("line 1") && msg.contains("100000"), "{msg}");
+        // Stopped within a read of the limit, not at the end of the dump.
         assert!(
-            msg.contains("line 1") && msg.contains("at most 100000"),
-            "{msg}"
+            counted.read < 100_000 + 64 * 1024 + 64 * 1024 + line.len(),
+            "{}",
+            counted.read
         );
-        let stopped_after: usize = msg
-            .split("after ")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap();
-        assert!(stopped_after < 100_000 + 64 * 1024 + line.len(), "{msg}");
-        assert!(stopped_after < sql.len() / 4, "{msg}");
+        assert!(counted.read < sql.len() / 4, "{}", counted.read);
+    }
+
+    struct Counted<R> {
+        inner: R,
+        read: usize,
+    }
+
+    impl<R: Read> Read for Counted<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read += n;
+            Ok(n)
+        }
+    }
+
+    /// One statement runs at a time, and what no dump needs is refused — the attacks on
+    /// verification: a line with several statements, ATTACH by a second statement, PRAGMAs.
+    #[test]
+    fn hostile_statements_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside.db");
+        for (sql, needle) in [
+            (
+                format!(
+                    "CREATE TABLE t(a);\nSELECT 1; COMMIT; ATTACH '{}' AS x; CREATE TABLE x.owned(a);\n",
+                    outside.display()
+                ),
+                "COMMIT",
+            ),
+            (format!("ATTACH '{}' AS x;\n", outside.display()), "ATTACH"),
+            (
+                format!(
+                    "CREATE TABLE t(a);\nINSERT INTO t SELECT 1 FROM (SELECT 1); ATTACH '{}' AS x;\n",
+                    outside.display()
+                ),
+                "ATTACH",
+            ),
+            ("PRAGMA writable_schema=ON;\n".to_string(), "not authorized"),
+            (
+                "CREATE TABLE t(a);\nSELECT * FROM pragma_database_list;\n".to_string(),
+                "not authorized",
+            ),
+        ] {
+            let mut conn = Connection::open(dir.path().join("target.db")).unwrap();
+            let err = load(&mut conn, sql.as_bytes(), LoadRules::d1()).unwrap_err();
+            assert!(format!("{err:#}").contains(needle), "{sql}: {err:#}");
+            assert!(
+                !outside.exists(),
+                "{sql}: a file was created outside the database"
+            );
+        }
+        // The database cannot grow past its bound.
+        let mut conn = Connection::open(dir.path().join("bounded.db")).unwrap();
+        let rules = LoadRules {
+            max_db_bytes: Some(1 << 20),
+            ..LoadRules::d1()
+        };
+        let sql = "CREATE TABLE t(a);\nINSERT INTO t VALUES(zeroblob(4000000));\n";
+        let err = load(&mut conn, sql.as_bytes(), rules).unwrap_err();
+        assert!(format!("{err:#}").contains("full"), "{err:#}");
     }
 
     #[test]
@@ -272,21 +363,21 @@ mod tests {
 
     #[test]
     fn d1_rules() {
-        let conn = Connection::open_in_memory().unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
         let long = format!(
             "CREATE TABLE t(a); INSERT INTO t VALUES('{}');\n",
             "x".repeat(100_001)
         );
-        assert!(load(&conn, long.as_bytes(), LoadRules::d1()).is_err());
-        let conn = Connection::open_in_memory().unwrap();
-        assert!(load(&conn, "BEGIN;\n".as_bytes(), LoadRules::d1()).is_err());
+        assert!(load(&mut conn, long.as_bytes(), LoadRules::d1()).is_err());
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert!(load(&mut conn, "BEGIN;\n".as_bytes(), LoadRules::d1()).is_err());
         // Deferred foreign keys: a child before its parent loads; a dangling one does not.
         let ok = "PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE c(p REFERENCES p(id));\nCREATE TABLE p(id INTEGER PRIMARY KEY);\nINSERT INTO c VALUES(1);\nINSERT INTO p VALUES(1);\n";
-        let conn = Connection::open_in_memory().unwrap();
-        load(&conn, ok.as_bytes(), LoadRules::d1()).unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        load(&mut conn, ok.as_bytes(), LoadRules::d1()).unwrap();
         let bad = "PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE c(p REFERENCES p(id));\nCREATE TABLE p(id INTEGER PRIMARY KEY);\nINSERT INTO c VALUES(2);\n";
-        let conn = Connection::open_in_memory().unwrap();
-        let err = load(&conn, bad.as_bytes(), LoadRules::d1()).unwrap_err();
+        let mut conn = Connection::open_in_memory().unwrap();
+        let err = load(&mut conn, bad.as_bytes(), LoadRules::d1()).unwrap_err();
         assert!(format!("{err:#}").contains("FOREIGN KEY"), "{err:#}");
     }
 }

@@ -36,7 +36,9 @@ impl PruneOutcome {
     }
 }
 
-/// Apply `policy` to the backups of `database` under `prefix`.
+/// Apply `policy` to the backups of `database` under `prefix`. `written`: the backup this
+/// run has just written, which it never deletes.
+#[allow(clippy::too_many_arguments)]
 pub async fn prune(
     store: &dyn ObjectStore,
     prefix: &str,
@@ -45,6 +47,7 @@ pub async fn prune(
     now: DateTime<Utc>,
     current_run_failed: bool,
     dry_run: bool,
+    written: Option<&str>,
 ) -> Result<PruneOutcome> {
     let entries = catalog::list_backups(store, prefix, database).await?;
     let plan = retention::plan(
@@ -55,10 +58,12 @@ pub async fn prune(
                 key: e.key.clone(),
                 time: e.time,
                 complete: e.complete,
+                held: e.held.clone(),
             })
             .collect::<Vec<_>>(),
         now,
         current_run_failed,
+        written,
     );
     if let Some(hold) = &plan.hold {
         log::info(format!("Retention: deleting nothing ({hold})"));

@@ -1,14 +1,17 @@
 //! Restoring a backup: to a local SQLite file, or into a D1 database through D1's import API.
 //!
-//! To a file: the backup is loaded into a temporary file beside the target, checked (hashes,
-//! integrity, foreign keys, row counts — see [`crate::verify`]), synced and renamed into
-//! place; an existing file is only replaced with `force`.
+//! To a file: the backup is loaded into a private (`0600`) temporary file beside the target,
+//! checked (hashes, integrity, foreign keys, row counts — see [`crate::verify`]), synced and
+//! renamed into place; an existing file is only replaced with `force`.
 //!
 //! To D1: by default only into an empty database (tables other than `_cf_*` and SQLite's own
-//! → refused), never into the database the backup came from without `force`; with `force`
-//! the existing user objects are dropped first. The SQL is streamed twice from the store —
-//! once to check the object and compute the MD5 that D1's import needs, once to upload it —
-//! so memory and disk stay flat. Afterwards the target's row counts are compared with the
+//! → refused; `force` drops them), and into the database the backup came from only with
+//! `overwrite-source` naming it. Nothing is dropped before the whole backup has been checked:
+//! it is downloaded once into a private scratch file and its hash checked
+//! ([`crate::stored`]), then its SQL is read in full — decrypted, decompressed, every
+//! statement split and checked, its size and SHA-256 compared with the manifest, and the MD5
+//! that D1's import needs computed — and only then are the target's objects dropped and the
+//! same checked bytes uploaded. Afterwards the target's row counts are compared with the
 //! manifest. Encrypted backups are decrypted in the stream and need the identity.
 
 use std::path::{Path, PathBuf};
@@ -25,14 +28,17 @@ use crate::config::InputError;
 use crate::d1::import::ImportStart;
 use crate::d1::{D1Client, DatabaseInfo};
 use crate::dump::schema::{self, is_internal};
+use crate::dump::sql::MAX_STATEMENT_BYTES;
 use crate::dump::sql::quote_ident;
 use crate::encrypt::Identities;
 use crate::log;
 use crate::manifest::Manifest;
+use crate::scratch::Scratch;
 use crate::source::Source;
 use crate::source::d1::D1Source;
 use crate::store::ObjectStore;
-use crate::verify::{self, Hashing, TableCheck, VerifyReport};
+use crate::stored;
+use crate::verify::{self, TableCheck, VerifyReport};
 
 /// Restore to a new SQLite file at `path`.
 pub async fn to_file(
@@ -64,33 +70,37 @@ pub async fn to_file(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "restore".into());
-    let tmp = dir.join(format!(
-        ".{name}.d1-backup-{:08x}.tmp",
-        rand::random::<u32>()
-    ));
-    let result = verify::load_backup(store, manifest, &tmp, identities).await;
-    let report = match result {
-        Ok(r) if r.verified => r,
-        Ok(r) => {
-            let _ = std::fs::remove_file(&tmp);
-            bail!(
-                "the restored database failed its checks: {}",
-                r.problems.join("; ")
-            );
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    std::fs::File::open(&tmp)
+    let (tmp, _) = Scratch::create_in(&dir, &format!("{name}.d1-backup"))
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let report = verify::load_backup(store, manifest, tmp.path(), identities).await?;
+    if !report.verified {
+        bail!(
+            "the restored database failed its checks: {}",
+            report.problems.join("; ")
+        );
+    }
+    std::fs::File::open(tmp.path())
         .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+        .with_context(|| format!("syncing {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
     }
     Ok(report)
+}
+
+/// What a restore into D1 may do to its target.
+#[derive(Debug, Clone, Default)]
+pub struct D1Target {
+    /// Name or UUID of the target database.
+    pub database: String,
+    /// Drop the target's objects when it is not empty.
+    pub force: bool,
+    /// Create the target when it does not exist.
+    pub create: bool,
+    /// The name or UUID of the backup's own database, given to confirm restoring over it.
+    pub overwrite_source: Option<String>,
 }
 
 /// Where a D1 restore went.
@@ -104,31 +114,29 @@ pub struct D1Restore {
     pub import_seconds: f64,
 }
 
-/// Restore into the D1 database `target` (name or UUID).
+/// Restore into the D1 database `target.database`.
 pub async fn to_d1(
     client: Arc<D1Client>,
     store: Arc<dyn ObjectStore>,
     manifest: &Manifest,
-    target: &str,
-    force: bool,
-    create: bool,
+    target: &D1Target,
     identities: Option<Arc<Identities>>,
 ) -> Result<D1Restore> {
     if codec::is_encrypted(manifest) && identities.is_none() {
         return Err(codec::identity_needed(manifest).into());
     }
-    let (database, created) = match client.resolve_database(target).await {
-        Ok(db) => (db, false),
-        Err(e) if create && e.chain().any(|c| c.is::<InputError>()) => {
-            if crate::config::is_uuid(target) {
+    let name = target.database.as_str();
+    let found = match client.resolve_database(name).await {
+        Ok(db) => Some(db),
+        Err(e) if target.create && e.chain().any(|c| c.is::<InputError>()) => {
+            if crate::config::is_uuid(name) {
                 return Err(InputError::new(
                     "restore-to",
                     "`create` needs a database name, not a UUID",
                 )
                 .into());
             }
-            log::info(format!("Creating D1 database {target:?}"));
-            (client.create_database(target).await?, true)
+            None
         }
         Err(e) => {
             return Err(
@@ -136,36 +144,60 @@ pub async fn to_d1(
             );
         }
     };
-    if database.uuid == manifest.database.id && !force {
-        return Err(InputError::new(
-            "restore-to",
-            format!(
-                "{:?} is the database this backup was taken from; restoring over it needs `force` (or use Time Travel: wrangler d1 time-travel restore)",
-                database.name
-            ),
-        )
-        .into());
-    }
-    let target_source = D1Source::new(Arc::clone(&client), &database);
-    let existing = user_objects(&target_source).await?;
-    let mut dropped = Vec::new();
-    if !existing.tables.is_empty() {
-        if !force {
+    // Refusals first: nothing is read, created or dropped for a restore that is not allowed.
+    let mut existing = None;
+    if let Some(db) = &found {
+        let is_source = db.uuid == manifest.database.id;
+        let confirmed = target
+            .overwrite_source
+            .as_deref()
+            .is_some_and(|c| c == db.name || c == db.uuid);
+        if is_source && !confirmed {
             return Err(InputError::new(
-                "restore-to",
+                "overwrite-source",
                 format!(
-                    "database {:?} is not empty (tables {}); restore into an empty database, or set `force` to drop its tables first",
-                    database.name,
-                    existing.tables.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
+                    "{:?} is the database this backup was taken from: restoring replaces everything in it. Set `overwrite-source: {}` to confirm (`force` is not enough), or restore into another database, or use Time Travel (wrangler d1 time-travel restore)",
+                    db.name, db.name
                 ),
             )
             .into());
         }
-        dropped = drop_objects(&target_source, &existing).await?;
+        let objects = user_objects(&D1Source::new(Arc::clone(&client), db)).await?;
+        if !objects.tables.is_empty() && !target.force && !is_source {
+            return Err(InputError::new(
+                "restore-to",
+                format!(
+                    "database {:?} is not empty (tables {}); restore into an empty database, or set `force` to drop its tables first",
+                    db.name,
+                    objects.tables.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .into());
+        }
+        existing = Some(objects);
     }
 
-    // Pass 1: check the object and compute the SQL's MD5 (D1's import key) and size.
-    let (md5_hex, sql_size) = sql_md5(Arc::clone(&store), manifest, identities.clone()).await?;
+    // The whole backup is checked before anything in D1 changes.
+    let spooled = Arc::new(stored::fetch_intact(store.as_ref(), manifest).await?);
+    let (md5_hex, sql_size, statements) = check_sql(&spooled, identities.clone()).await?;
+    log::info(format!(
+        "Checked {} ({} statements, {sql_size} bytes of SQL)",
+        manifest.key, statements
+    ));
+
+    let (database, created) = match found {
+        Some(db) => (db, false),
+        None => {
+            log::info(format!("Creating D1 database {name:?}"));
+            (client.create_database(name).await?, true)
+        }
+    };
+    let target_source = D1Source::new(Arc::clone(&client), &database);
+    let mut dropped = Vec::new();
+    if let Some(objects) = existing.filter(|o| !o.tables.is_empty()) {
+        dropped = drop_objects(&target_source, &objects).await?;
+    }
+
     log::info(format!(
         "Importing {} bytes of SQL into D1 database {:?}",
         sql_size, database.name
@@ -173,16 +205,7 @@ pub async fn to_d1(
     let bookmark = match client.import_init(&database.uuid, &md5_hex).await? {
         ImportStart::Running { bookmark } => bookmark,
         ImportStart::Upload { url, filename } => {
-            // Pass 2: stream the SQL to the upload URL.
-            upload_sql(
-                &client,
-                Arc::clone(&store),
-                manifest,
-                identities,
-                &url,
-                (sql_size, &md5_hex),
-            )
-            .await?;
+            upload_sql(&client, &spooled, identities, &url, (sql_size, &md5_hex)).await?;
             client
                 .import_ingest(&database.uuid, &md5_hex, &filename)
                 .await?
@@ -293,95 +316,86 @@ async fn drop_objects(source: &D1Source, existing: &Existing) -> Result<Vec<Stri
         .collect())
 }
 
-/// The decompressed SQL as a stream of chunks, produced by a blocking thread; the object's
-/// size and SHA-256 are checked against the manifest at the end.
+/// The checked SQL of a spooled backup as a stream of chunks, produced by a blocking thread.
 fn sql_stream(
-    store: Arc<dyn ObjectStore>,
-    manifest: &Manifest,
+    spooled: &Arc<stored::Spooled>,
     identities: Option<Arc<Identities>>,
 ) -> mpsc::Receiver<Result<Bytes>> {
     let (tx, rx) = mpsc::channel::<Result<Bytes>>(2);
-    let m = manifest.clone();
-    tokio::spawn(async move {
-        let body = match store.get(&m.key).await {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-        };
-        let tx2 = tx.clone();
-        let result = tokio::task::spawn_blocking(move || -> Result<()> {
+    let spooled = Arc::clone(spooled);
+    tokio::task::spawn_blocking(move || {
+        let result = (|| -> Result<()> {
             use std::io::Read;
-            let reader = tokio_util::io::SyncIoBridge::new(body);
-            let mut hashing = Hashing::new(reader);
-            {
-                let mut sql = crate::codec::sql_reader(&mut hashing, &m, identities.as_deref())?;
-                let mut buf = vec![0u8; 256 * 1024];
-                loop {
-                    let n = sql.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    if tx2.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
-                        return Ok(());
-                    }
+            let mut sql = spooled.sql(identities.as_deref())?;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = sql.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if tx
+                    .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                    .is_err()
+                {
+                    return Ok(());
                 }
             }
-            std::io::copy(&mut hashing, &mut std::io::sink())?;
-            let (size, sha) = hashing.finish();
-            if size != m.object.size || sha != m.object.sha256 {
-                anyhow::bail!(
-                    "the stored object ({size} bytes, SHA-256 {sha}) does not match its manifest ({} bytes, {}); not restoring it",
-                    m.object.size,
-                    m.object.sha256
-                );
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| anyhow!("reading the backup failed: {e}"))
-        .and_then(|r| r);
+        })();
         if let Err(e) = result {
-            let _ = tx.send(Err(e)).await;
+            let _ = tx.blocking_send(Err(e));
         }
     });
     rx
 }
 
-/// Pass 1: MD5 and size of the SQL (and the object checked against the manifest).
-async fn sql_md5(
-    store: Arc<dyn ObjectStore>,
-    manifest: &Manifest,
+/// Read the whole SQL once before D1 is touched: every statement split and checked as a
+/// restore will run it, the SQL's size and SHA-256 against the manifest (a mismatch is a
+/// read error), and the MD5 that D1's import is keyed by. Returns (MD5, size, statements).
+async fn check_sql(
+    spooled: &Arc<stored::Spooled>,
     identities: Option<Arc<Identities>>,
-) -> Result<(String, u64)> {
-    let mut rx = sql_stream(store, manifest, identities);
-    let mut md5 = Md5::new();
-    let mut size = 0u64;
-    while let Some(chunk) = rx.recv().await {
-        let chunk = chunk?;
-        md5.update(&chunk);
-        size += chunk.len() as u64;
-    }
-    if size != manifest.sql.size {
-        bail!(
-            "the SQL is {size} bytes, its manifest says {}",
-            manifest.sql.size
-        );
-    }
-    Ok((hex::encode(md5.finalize()), size))
+) -> Result<(String, u64, u64)> {
+    let spooled = Arc::clone(spooled);
+    tokio::task::spawn_blocking(move || {
+        let sql = spooled.sql(identities.as_deref())?;
+        let mut md5 = Md5Reader {
+            inner: sql,
+            md5: Md5::new(),
+            size: 0,
+        };
+        let stats = crate::load::check_statements(&mut md5, MAX_STATEMENT_BYTES)
+            .context("the backup's SQL would not load into D1; nothing was changed")?;
+        Ok((hex::encode(md5.md5.finalize()), md5.size, stats.statements))
+    })
+    .await
+    .context("checking the SQL failed")?
 }
 
-/// Pass 2: PUT the SQL to D1's upload URL and check the ETag it returns.
+/// Computes the MD5 and size of what is read through it.
+struct Md5Reader<R> {
+    inner: R,
+    md5: Md5,
+    size: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Md5Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.md5.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+/// PUT the checked SQL to D1's upload URL and check the ETag it returns.
 async fn upload_sql(
     client: &D1Client,
-    store: Arc<dyn ObjectStore>,
-    manifest: &Manifest,
+    spooled: &Arc<stored::Spooled>,
     identities: Option<Arc<Identities>>,
     url: &str,
     (size, md5_hex): (u64, &str),
 ) -> Result<()> {
-    let rx = sql_stream(store, manifest, identities);
+    let rx = sql_stream(spooled, identities);
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await

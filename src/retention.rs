@@ -209,9 +209,24 @@ pub struct Entry {
     pub key: String,
     /// From the key's timestamp.
     pub time: DateTime<Utc>,
-    /// Has its manifest.
+    /// Has a manifest that checks out (it names this key, database and time).
     pub complete: bool,
+    /// Why the backup is held — neither counted nor deleted (a manifest that exists but does
+    /// not check out).
+    pub held: Option<String>,
 }
+
+/// Backups dated after this are held: never counted, never newest, never deleted.
+pub fn future_limit(now: DateTime<Utc>) -> DateTime<Utc> {
+    now.checked_add_signed(TimeDelta::days(1))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Reason a backup dated more than a day in the future is held.
+pub const FUTURE_REASON: &str =
+    "dated more than a day in the future (planted, or a writer's clock is wrong): held";
+/// Reason the backup a run has just written is kept when no rule keeps it.
+pub const WRITTEN_REASON: &str = "written by this run";
 
 /// What happens to one backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -427,13 +442,17 @@ pub fn plan(
     entries: &[Entry],
     now: DateTime<Utc>,
     current_run_failed: bool,
+    written: Option<&str>,
 ) -> Plan {
     let mut sorted: Vec<&Entry> = entries.iter().collect();
     sorted.sort_by(|a, b| newest_first((&a.key, a.time), (&b.key, b.time)));
 
+    // Only backups that check out and are not dated in the future count for anything.
+    let limit = future_limit(now);
+    let usable = |e: &Entry| e.complete && e.held.is_none() && e.time <= limit;
     let complete: Vec<(String, DateTime<Utc>)> = sorted
         .iter()
-        .filter(|e| e.complete)
+        .filter(|e| usable(e))
         .map(|e| (e.key.clone(), e.time))
         .collect();
     let hold = if policy.is_empty() {
@@ -457,7 +476,11 @@ pub fn plan(
     let decisions = sorted
         .into_iter()
         .map(|entry| {
-            let (action, reasons) = if entry.complete {
+            let (action, reasons) = if entry.time > limit {
+                (Action::Ignore, vec![FUTURE_REASON.to_string()])
+            } else if let Some(why) = &entry.held {
+                (Action::Ignore, vec![format!("held: {why}")])
+            } else if entry.complete {
                 let mut reasons = kept.next().map(|k| k.2).unwrap_or_default();
                 if newest_complete && reasons.is_empty() {
                     reasons.push(SAFETY_REASON.to_string());
@@ -491,6 +514,13 @@ pub fn plan(
                 }
             } else {
                 (Action::Ignore, vec![YOUNG_INCOMPLETE_REASON.to_string()])
+            };
+            // Whatever the rules say, a run never deletes the backup it has just written.
+            let (action, reasons) = match written {
+                Some(w) if action == Action::Delete && w == entry.key => {
+                    (Action::Keep, vec![WRITTEN_REASON.to_string()])
+                }
+                _ => (action, reasons),
             };
             Decision {
                 key: entry.key.clone(),
@@ -911,6 +941,7 @@ mod tests {
                 key: key.clone(),
                 time: *time,
                 complete: true,
+                held: None,
             })
             .collect()
     }
@@ -1003,8 +1034,8 @@ mod tests {
             // The plan does not depend on now (all complete), keeps what apply keeps plus the
             // newest, and every kept backup says why.
             let entries = complete_entries(&data);
-            let soon = plan(&policy, &entries, newest + TimeDelta::hours(1), false);
-            let later = plan(&policy, &entries, t("2040-01-01T00:00:00Z"), false);
+            let soon = plan(&policy, &entries, newest + TimeDelta::hours(1), false, None);
+            let later = plan(&policy, &entries, t("2040-01-01T00:00:00Z"), false, None);
             assert_eq!(soon, later, "{spec}");
             for (d, (key, _, reasons)) in soon.decisions.iter().zip(&result) {
                 assert_eq!(&d.key, key);
@@ -1131,6 +1162,7 @@ mod tests {
             key: key(t(time)),
             time: t(time),
             complete,
+            held: None,
         }
     }
 
@@ -1150,13 +1182,112 @@ mod tests {
         ]
     }
 
+    /// What a store cannot prove is never trusted: a future-dated backup (planted, or a
+    /// fast clock) is held and does not count as newest; a backup whose manifest does not
+    /// check out is held; the backup a run has just written is never deleted by that run.
+    #[test]
+    fn untrusted_entries_are_held_and_the_new_backup_kept() {
+        let held = |time: &str| Entry {
+            held: Some("its manifest names another backup".into()),
+            ..entry(time, false)
+        };
+        let genuine = || {
+            vec![
+                entry("2026-11-29T00:00:00Z", true),
+                entry("2026-11-30T00:00:00Z", true),
+                entry("2026-12-01T06:00:00Z", true),
+            ]
+        };
+        let last1 = parse_spec("last-1");
+        let within = parse_spec("within-2d");
+        // (policy, extra entries, written, expected actions newest first, why)
+        type Case<'a> = (
+            &'a Policy,
+            Vec<Entry>,
+            Option<&'a str>,
+            Vec<Action>,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                &last1,
+                vec![
+                    entry("2099-01-01T00:00:00Z", true),
+                    entry("2099-01-01T00:00:00Z", false),
+                ],
+                None,
+                vec![
+                    Action::Ignore,
+                    Action::Ignore,
+                    Action::Keep,
+                    Action::Delete,
+                    Action::Delete,
+                ],
+                "a planted future pair is held; the newest genuine backup is still the one kept",
+            ),
+            (
+                &within,
+                vec![entry("2026-12-03T00:00:00Z", true)],
+                None,
+                vec![Action::Ignore, Action::Keep, Action::Keep, Action::Delete],
+                "keep-within counts back from the newest genuine backup, not the future one",
+            ),
+            (
+                &within,
+                vec![entry("2026-12-02T11:00:00Z", true)],
+                None,
+                vec![Action::Keep, Action::Keep, Action::Delete, Action::Delete],
+                "less than a day ahead is a fast clock, not a plant: it counts",
+            ),
+            (
+                &last1,
+                vec![held("2026-11-20T00:00:00Z"), held("2026-12-01T07:00:00Z")],
+                None,
+                vec![
+                    Action::Ignore,
+                    Action::Keep,
+                    Action::Delete,
+                    Action::Delete,
+                    Action::Ignore,
+                ],
+                "a manifest that does not check out holds its backup, however old",
+            ),
+            (
+                &last1,
+                vec![entry("2099-01-01T00:00:00Z", true)],
+                Some("db/backup-2026-11-30T00-00-00-000Z.sql.zst"),
+                vec![Action::Ignore, Action::Keep, Action::Keep, Action::Delete],
+                "the backup this run wrote is kept even when no rule keeps it",
+            ),
+        ];
+        for (policy, extra, written, want, why) in cases {
+            let mut entries = genuine();
+            entries.extend(extra);
+            let p = plan(policy, &entries, t(NOW), false, written);
+            assert_eq!(actions(&p), want, "{why}: {:#?}", p.decisions);
+        }
+        let p = plan(
+            &last1,
+            &[entry("2099-01-01T00:00:00Z", true)],
+            t(NOW),
+            false,
+            None,
+        );
+        assert_eq!(p.decisions[0].reasons, [FUTURE_REASON]);
+        assert_eq!(
+            p.hold,
+            Some(Hold::NoCompleteBackup),
+            "a future backup is no fallback"
+        );
+    }
+
     #[test]
     fn plan_without_hold() {
         let policy = Policy {
             keep_daily: Some(2),
             ..Policy::default()
         };
-        let p = plan(&policy, &mixed_entries(), t(NOW), false);
+        let p = plan(&policy, &mixed_entries(), t(NOW), false, None);
         assert_eq!(p.hold, None);
         use Action::*;
         assert_eq!(actions(&p), [Ignore, Keep, Keep, Delete, Delete]);
@@ -1180,7 +1311,7 @@ mod tests {
             keep_last: Some(1),
             ..Policy::default()
         };
-        let p = plan(&last, &mixed_entries(), t(NOW), false);
+        let p = plan(&last, &mixed_entries(), t(NOW), false, None);
         assert_eq!(p.decisions[1].reasons, ["last"]);
         assert_eq!(actions(&p), [Ignore, Keep, Delete, Delete, Delete]);
     }
@@ -1192,7 +1323,7 @@ mod tests {
             keep_last: Some(1),
             ..Policy::default()
         };
-        let none = plan(&Policy::default(), &mixed_entries(), t(NOW), false);
+        let none = plan(&Policy::default(), &mixed_entries(), t(NOW), false, None);
         assert_eq!(none.hold, Some(Hold::NoPolicy));
         assert_eq!(actions(&none), [Ignore, Keep, Keep, Ignore, Keep]);
         assert_eq!(none.decisions[1].reasons, [SAFETY_REASON]);
@@ -1208,7 +1339,7 @@ mod tests {
             ]
         );
 
-        let failed = plan(&policy, &mixed_entries(), t(NOW), true);
+        let failed = plan(&policy, &mixed_entries(), t(NOW), true, None);
         assert_eq!(failed.hold, Some(Hold::CurrentRunFailed));
         assert_eq!(actions(&failed), [Ignore, Keep, Keep, Ignore, Keep]);
         assert_eq!(failed.decisions[1].reasons, ["last"]);
@@ -1224,7 +1355,7 @@ mod tests {
             .into_iter()
             .filter(|e| !e.complete)
             .collect();
-        let nothing = plan(&policy, &incomplete, t(NOW), false);
+        let nothing = plan(&policy, &incomplete, t(NOW), false, None);
         assert_eq!(nothing.hold, Some(Hold::NoCompleteBackup));
         assert_eq!(actions(&nothing), [Ignore, Ignore]);
         assert_eq!(
@@ -1239,7 +1370,7 @@ mod tests {
             assert_eq!(p.deleted(), 0);
             assert!(p.delete_keys().is_empty());
         }
-        let empty = plan(&policy, &[], t(NOW), false);
+        let empty = plan(&policy, &[], t(NOW), false, None);
         assert_eq!(empty.hold, Some(Hold::NoCompleteBackup));
         assert!(empty.decisions.is_empty());
     }
@@ -1251,14 +1382,14 @@ mod tests {
         // keeps the newest complete backup.
         let zero = parse_spec("last-0_hourly-0_daily-0_weekly-0_monthly-0_yearly-0");
         assert!(!zero.is_empty());
-        let p = plan(&zero, &mixed_entries(), t(NOW), false);
+        let p = plan(&zero, &mixed_entries(), t(NOW), false, None);
         assert_eq!(p.hold, None);
         assert_eq!(actions(&p), [Ignore, Keep, Delete, Delete, Delete]);
         assert_eq!(p.decisions[1].reasons, [SAFETY_REASON]);
 
         // Kept by a rule: no safety reason added.
         let daily = parse_spec("daily-1");
-        let p = plan(&daily, &mixed_entries(), t(NOW), false);
+        let p = plan(&daily, &mixed_entries(), t(NOW), false, None);
         assert_eq!(p.decisions[1].reasons, ["daily 2026-11-30"]);
     }
 
@@ -1272,7 +1403,7 @@ mod tests {
             entry("2026-11-30T11:59:59.999Z", false), // more than a day
             entry("2026-12-02T00:00:00Z", false), // in the future (clock skew)
         ];
-        let p = plan(&policy, &entries, t(NOW), false);
+        let p = plan(&policy, &entries, t(NOW), false, None);
         assert_eq!(actions(&p), [Ignore, Keep, Ignore, Delete]);
         assert_eq!(p.decisions[2].reasons, [YOUNG_INCOMPLETE_REASON]);
         assert_eq!(
@@ -1280,7 +1411,7 @@ mod tests {
             ["db/backup-2026-11-30T11-59-59-999Z.sql.zst"]
         );
         // A day later the other one is old too; the complete ones are unchanged.
-        let p = plan(&policy, &entries, t("2026-12-02T12:00:01Z"), false);
+        let p = plan(&policy, &entries, t("2026-12-02T12:00:01Z"), false, None);
         assert_eq!(actions(&p), [Ignore, Keep, Delete, Delete]);
     }
 
@@ -1294,7 +1425,7 @@ mod tests {
             entry("2026-10-25T00:30:00Z", true),
             entry("2026-10-25T01:30:00Z", true),
         ];
-        let p = plan(&parse_spec("daily-10"), &entries, t(NOW), false);
+        let p = plan(&parse_spec("daily-10"), &entries, t(NOW), false, None);
         let reasons: Vec<&[String]> = p.decisions.iter().map(|d| &d.reasons[..]).collect();
         assert_eq!(
             reasons,
@@ -1305,7 +1436,7 @@ mod tests {
                 &[NOT_KEPT_REASON.to_string()],
             ]
         );
-        let p = plan(&parse_spec("hourly-10"), &entries, t(NOW), false);
+        let p = plan(&parse_spec("hourly-10"), &entries, t(NOW), false, None);
         assert_eq!(p.kept(), 4);
         assert_eq!(p.decisions[2].reasons, ["hourly 2026-10-25T01"]);
     }
@@ -1319,10 +1450,11 @@ mod tests {
                 key: k.to_string(),
                 time,
                 complete: true,
+                held: None,
             })
             .chain([entry("2026-11-28T10:00:00Z", false)])
             .collect();
-        let p = plan(&parse_spec("last-2"), &entries, t(NOW), false);
+        let p = plan(&parse_spec("last-2"), &entries, t(NOW), false, None);
         let keys: Vec<&str> = p.decisions.iter().map(|d| d.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -1473,7 +1605,7 @@ mod tests {
             entry("2025-10-31T00:00:00Z", true), // exactly 30 days before the newest
             entry("2025-10-30T23:59:59.999Z", true),
         ];
-        let p = plan(&policy, &entries, t(NOW), false);
+        let p = plan(&policy, &entries, t(NOW), false, None);
         use Action::*;
         assert_eq!(actions(&p), [Keep, Keep, Keep, Delete]);
         assert_eq!(p.decisions[1].reasons, ["within 30d"]);

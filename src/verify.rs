@@ -1,20 +1,21 @@
-//! Verifying a backup by restoring it, and the streaming restore both commands share.
+//! Verifying a backup by restoring it, and the restore to a file that both commands share.
 //!
-//! The object is streamed back from the store and hashed (size and SHA-256 must match the
-//! manifest), decrypted when it is encrypted (see [`crate::codec`]; without the identity only
-//! the stored bytes can be checked, and the report says so), decompressed, hashed again (the
-//! SQL's size and SHA-256), and loaded into a
-//! SQLite file the way D1 imports it (foreign keys enforced, deferred to the end; statements
-//! of at most 100,000 bytes). Then `PRAGMA integrity_check`, `PRAGMA foreign_key_check` and
-//! a row count per table against the manifest. Memory stays flat: every stage streams, and
-//! the database being built lives on disk.
+//! The object is downloaded into a private scratch file and its size and SHA-256 checked
+//! against the manifest before anything else happens ([`crate::stored`]); then it is
+//! decrypted when it is encrypted (see [`crate::codec`]; without the identity only the stored
+//! bytes can be checked, and the report says so), decompressed with the SQL capped at the
+//! manifest's size and hashed again, and loaded into a SQLite file the way D1 imports it
+//! (foreign keys enforced, deferred to the end; statements of at most 100,000 bytes; no
+//! ATTACH; the database capped at a few times the SQL's size — see [`crate::load`]). Then
+//! `PRAGMA integrity_check`, `PRAGMA foreign_key_check` and a row count per table against the
+//! manifest. Memory stays flat: every stage streams, and the database lives on disk.
 
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -25,6 +26,7 @@ use crate::encrypt::Identities;
 use crate::load::{LoadRules, load};
 use crate::manifest::{Manifest, rfc3339};
 use crate::store::{ObjectMeta, ObjectStore};
+use crate::stored;
 
 /// A table's row count, restored against recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,21 +91,15 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Shares a [`Hashing`] reader between the decompressor and the code that drains it after an
-/// error, so the object's hash is known whatever happened.
-struct Shared<R>(Arc<std::sync::Mutex<Hashing<R>>>);
+/// The database a backup loads into may not grow past this many times its SQL (indexes
+/// make a database larger than its dump), nor past [`MIN_DB_BOUND`] for small dumps.
+const DB_BOUND_FACTOR: u64 = 4;
+const MIN_DB_BOUND: u64 = 64 << 20;
 
-impl<R: Read> Read for Shared<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| io::Error::other("reader poisoned"))?
-            .read(buf)
-    }
-}
-
-/// Stream `manifest`'s object into a new SQLite database at `db_path` and check it.
-/// Returns the report (with `verified: false` and the problems when anything differs).
+/// Load `manifest`'s backup into a new SQLite database at `db_path` and check it. The object
+/// is downloaded and its size and SHA-256 checked before a single statement runs
+/// ([`stored::fetch`]). Returns the report (with `verified: false` and the problems when
+/// anything differs).
 pub async fn load_backup(
     store: Arc<dyn ObjectStore>,
     manifest: &Manifest,
@@ -111,12 +107,26 @@ pub async fn load_backup(
     identities: Option<Arc<Identities>>,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
-    let body = store.get(&manifest.key).await?;
-    let manifest = manifest.clone();
+    let mut report = VerifyReport {
+        key: manifest.key.clone(),
+        checked_at: rfc3339(chrono::Utc::now()),
+        ..VerifyReport::default()
+    };
+    let spooled = match stored::fetch(store.as_ref(), manifest).await? {
+        stored::Fetched::Mismatch(problem) => {
+            report.problems.push(problem);
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return Ok(report);
+        }
+        stored::Fetched::Intact(s) => s,
+    };
+    report.checks.push(format!(
+        "object: {} bytes, SHA-256 matches the manifest (checked before anything was loaded)",
+        manifest.object.size
+    ));
     let path = db_path.to_path_buf();
     let mut report = tokio::task::spawn_blocking(move || {
-        let reader = tokio_util::io::SyncIoBridge::new(body);
-        load_blocking(reader, &manifest, &path, identities.as_deref())
+        load_blocking(&spooled, &path, identities.as_deref(), report)
     })
     .await
     .context("verification thread failed")??;
@@ -124,113 +134,52 @@ pub async fn load_backup(
     Ok(report)
 }
 
-fn load_blocking<R: Read + Send + 'static>(
-    object: R,
-    m: &Manifest,
+fn load_blocking(
+    spooled: &stored::Spooled,
     path: &Path,
     identities: Option<&Identities>,
+    mut report: VerifyReport,
 ) -> Result<VerifyReport> {
-    let mut report = VerifyReport {
-        key: m.key.clone(),
-        checked_at: rfc3339(chrono::Utc::now()),
-        ..VerifyReport::default()
-    };
-    let object = Arc::new(std::sync::Mutex::new(Hashing::new(object)));
-    let conn =
-        rusqlite::Connection::open(path).with_context(|| format!("creating {}", path.display()))?;
-    conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")?;
-
+    let m = spooled.manifest();
     // Data-only backups need a schema to load into, and an encrypted backup needs its
     // identity: without them only the stored bytes can be checked.
     let object_only = codec::is_encrypted(m) && identities.is_none();
-    let load_sql = !m.selection.no_schema && !object_only;
-    let mut sql_digest = None;
-    let loaded: Result<u64> = if load_sql {
-        match codec::sql_reader(Shared(Arc::clone(&object)), m, identities) {
-            Err(e) => Err(e),
-            Ok(decoded) => {
-                let mut sql = Hashing::new(decoded);
-                let result = load(
-                    &conn,
-                    BufReader::with_capacity(256 * 1024, &mut sql),
-                    LoadRules::d1(),
-                );
-                if result.is_ok() {
-                    // Read whatever follows the last statement, so the SQL hash covers it all.
-                    io::copy(&mut sql, &mut io::sink()).context("reading the end of the SQL")?;
-                    sql_digest = Some(sql.finish());
-                }
-                result.map(|s| s.statements)
-            }
-        }
-    } else if object_only {
+    if object_only {
         report.object_only = true;
         report.checks.push(
             "encrypted backup and no identity given: checked the stored object's size and SHA-256 only (verify with `age-identity` to restore-test it)".into(),
         );
-        Ok(0)
-    } else {
+    } else if m.selection.no_schema {
         report
             .checks
             .push("data-only backup: checked its bytes, not loaded (it needs the schema of a restored database)".into());
-        Ok(0)
-    };
-    // Drain the object whatever happened, so its size and hash can be compared.
-    let drained = {
-        let mut guard = object.lock().map_err(|_| anyhow!("reader poisoned"))?;
-        io::copy(&mut *guard, &mut io::sink())
-    };
-    let (size, sha256) = Arc::try_unwrap(object)
-        .map_err(|_| anyhow!("object reader still in use"))?
-        .into_inner()
-        .map_err(|_| anyhow!("reader poisoned"))?
-        .finish();
-
-    if let Err(e) = drained {
-        report
-            .problems
-            .push(format!("reading the object failed: {e}"));
-    }
-    if size != m.object.size {
-        report.problems.push(format!(
-            "object is {size} bytes, the manifest says {} (truncated or replaced?)",
-            m.object.size
-        ));
-    } else if sha256 != m.object.sha256 {
-        report.problems.push(format!(
-            "object SHA-256 is {sha256}, the manifest says {} (the stored bytes changed)",
-            m.object.sha256
-        ));
     } else {
-        report.checks.push(format!(
-            "object: {size} bytes, SHA-256 matches the manifest"
-        ));
-    }
-    match loaded {
-        Err(e) => report
-            .problems
-            .push(format!("restoring the SQL failed: {e:#}")),
-        Ok(statements) => {
-            report.statements = statements;
-            if let Some((sql_size, sql_sha)) = sql_digest {
-                if sql_size != m.sql.size || sql_sha != m.sql.sha256 {
-                    report.problems.push(format!(
-                        "SQL is {sql_size} bytes with SHA-256 {sql_sha}, the manifest says {} bytes with {}",
-                        m.sql.size, m.sql.sha256
-                    ));
-                } else {
+        let mut conn = rusqlite::Connection::open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")?;
+        let rules = LoadRules {
+            max_db_bytes: Some(m.sql.size.saturating_mul(DB_BOUND_FACTOR).max(MIN_DB_BOUND)),
+            ..LoadRules::d1()
+        };
+        let loaded = spooled
+            .sql(identities)
+            .and_then(|sql| load(&mut conn, BufReader::with_capacity(256 * 1024, sql), rules));
+        match loaded {
+            Err(e) => report
+                .problems
+                .push(format!("restoring the SQL failed: {e:#}")),
+            Ok(stats) => {
+                report.statements = stats.statements;
+                report.checks.push(format!(
+                    "SQL: {} bytes, SHA-256 matches; {} statements loaded the way `restore` loads them (D1's import rules: one transaction, foreign keys on and deferred to the end, statements of at most 100,000 bytes)",
+                    m.sql.size, stats.statements
+                ));
+                if let Some(r) = &m.reordered {
                     report.checks.push(format!(
-                        "SQL: {sql_size} bytes, SHA-256 matches; {statements} statements loaded the way `restore` loads them (D1's import rules: one transaction, foreign keys on and deferred to the end, statements of at most 100,000 bytes)"
+                        "loaded in the stored order: D1's export with the CREATE TABLE of {} moved to the top",
+                        r.tables.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
                     ));
-                    if let Some(r) = &m.reordered {
-                        report.checks.push(format!(
-                            "loaded in the stored order: D1's export with the CREATE TABLE of {} moved to the top",
-                            r.tables.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
-                        ));
-                    }
                 }
-            }
-            if load_sql {
                 check_database(&conn, m, &mut report)?;
             }
         }
@@ -315,18 +264,10 @@ pub async fn verify(
     manifest: &Manifest,
     identities: Option<Arc<Identities>>,
 ) -> Result<VerifyReport> {
-    let dir = tempfile::Builder::new()
-        .prefix("d1-backup-verify-")
-        .tempdir()
-        .context("creating a temporary directory for verification")?;
-    let report = load_backup(
-        Arc::clone(&store),
-        manifest,
-        &dir.path().join("verify.sqlite"),
-        identities,
-    )
-    .await?;
-    drop(dir);
+    let (db, _) = crate::scratch::Scratch::create("d1-backup-verify")
+        .context("creating a temporary database for verification")?;
+    let report = load_backup(Arc::clone(&store), manifest, db.path(), identities).await?;
+    drop(db);
     let body = serde_json::to_vec_pretty(&report)?;
     let meta = ObjectMeta {
         content_type: "application/json".into(),

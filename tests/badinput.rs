@@ -530,6 +530,14 @@ fn table(p: &Paths) -> Vec<Row> {
         Cases::of("force")
             .many_in("restore", &["maybe", "2", "forced"])
             .row(),
+        Cases::of("overwrite-source")
+            .bad_in("restore", "bad name!")
+            .with("restore-to", "target-db")
+            .bad_in("restore", "a,b")
+            .with("restore-to", "target-db")
+            .bad_in("restore", "*")
+            .with("restore-to", "target-db")
+            .row(),
         Cases::of("create")
             .many_in("restore", &["maybe", "yes please"])
             .bad_in("restore", "maybe")
@@ -573,6 +581,9 @@ fn table(p: &Paths) -> Vec<Row> {
             // A regular file where the directory should be.
             .bad(s(&p.garbage))
             .local()
+            .row(),
+        Cases::of("allow-insecure-http")
+            .many(&["sometimes", "2", "insecure"])
             .row(),
         Cases::of("s3-checksums")
             .many(&["always", "never", "when_required", "required", "when-required,when-supported"])

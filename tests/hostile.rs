@@ -673,6 +673,7 @@ fn synthetic(stdout: &str, stderr: &str) -> run::Run {
         stdout: stdout.into(),
         stderr: stderr.into(),
         max_rss_kib: 0,
+        cpu_seconds: 0.0,
         outputs_file: None,
         summary_file: None,
     }

@@ -403,7 +403,7 @@ proptest! {
         let q = page_query(&table, None, 1000, true);
         let page = run_page(&src, &q, 0).map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
         prop_assert_eq!(page.len(), rows.len());
-        let dst = Connection::open_in_memory().unwrap();
+        let mut dst = Connection::open_in_memory().unwrap();
         dst.execute_batch(&ddl).unwrap();
         let writer = RowWriter::new(&table, MAX_STATEMENT_BYTES);
         let mut out = String::new();
@@ -429,7 +429,7 @@ proptest! {
                 .write(&mut out, Some(lits[0]), &cells)
                 .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
         }
-        load(&dst, out.as_bytes(), LoadRules::d1())
+        load(&mut dst, out.as_bytes(), LoadRules::d1())
             .map_err(|e| TestCaseError::fail(format!("{e:#}\n{out}")))?;
         prop_assert_eq!(read_rows(&dst, "SELECT rowid, v, w FROM t ORDER BY rowid"), source_rows);
     }
@@ -741,12 +741,13 @@ fn dump_round_trip(spec: &TableSpec, limit: usize) -> Result<(), TestCaseError> 
         );
     }
 
-    let dst = Connection::open_in_memory().unwrap();
+    let mut dst = Connection::open_in_memory().unwrap();
     let rules = LoadRules {
         max_statement_bytes: Some(limit),
         d1_semantics: true,
+        max_db_bytes: None,
     };
-    load(&dst, sql.as_bytes(), rules)
+    load(&mut dst, sql.as_bytes(), rules)
         .map_err(|e| TestCaseError::fail(format!("restore failed: {e:#}")))?;
     let got = spec.content(&dst);
     prop_assert_eq!(got.len(), want.len(), "row count");
@@ -867,11 +868,12 @@ proptest! {
         let mut text = String::new();
         let mut want = Vec::new();
         for (comment, stmt) in &items {
-            let start_line = 1 + text.matches('\n').count() as u64;
             if let Some(c) = comment {
                 text.push_str(c);
                 text.push_str(nl);
             }
+            // A statement's line is its own first line (after any leading comment).
+            let start_line = 1 + text.matches('\n').count() as u64;
             want.push((stmt.clone(), start_line));
             text.push_str(stmt);
             text.push_str(nl);

@@ -49,6 +49,9 @@ impl Default for ClientOptions {
 #[derive(Debug, Clone)]
 pub struct D1Client {
     http: reqwest::Client,
+    /// For writes: never reuses a pooled connection, so a keep-alive connection the server
+    /// closes at the moment a write goes out cannot lose it (reads are simply retried).
+    fresh: reqwest::Client,
     base: String,
     token: String,
     account: String,
@@ -71,13 +74,17 @@ impl D1Client {
         budget: Arc<Budget>,
         options: ClientOptions,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("d1-backup/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            .timeout(options.timeout)
-            .build()?;
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("d1-backup/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(15))
+                .timeout(options.timeout)
+        };
+        let http = builder().build()?;
+        let fresh = builder().pool_max_idle_per_host(0).build()?;
         Ok(D1Client {
             http,
+            fresh,
             base: api.base_url.trim_end_matches('/').to_string(),
             token: api.token.clone(),
             account: api.account_id.clone(),
@@ -144,8 +151,11 @@ impl D1Client {
             attempts += 1;
             self.budget.acquire().await;
             let url = format!("{}{}", self.base, path);
-            let mut req = self
-                .http
+            let client = match idempotency {
+                Idempotency::Safe => &self.http,
+                Idempotency::Unsafe => &self.fresh,
+            };
+            let mut req = client
                 .request(method.clone(), &url)
                 .bearer_auth(&self.token)
                 .header("accept", "application/json");

@@ -3,7 +3,8 @@
 //
 // Everything SQL goes through the binding, so the engine alone accepts or refuses it. What the
 // shim adds (the envelope, database names, the bookmark, the import flow) is listed in NOTES.md.
-// Started by tests/it/support/engine.rs with `wrangler dev --local` on 127.0.0.1.
+// Started by tests/it/support/engine.rs (serve.mjs: miniflare, the runtime of `wrangler dev
+// --local`) on 127.0.0.1; `wrangler dev --local` serves it the same by hand.
 
 const SLOTS = 16;
 const API = "/client/v4";
@@ -356,7 +357,11 @@ async function importRoute(env, slot, body, origin) {
     const up = [...uploads.values()].find((u) => u.uuid === slot.uuid && u.filename === body.filename && u.sql !== undefined);
     if (!up) return json(200, envelope(importError(`File ${body.filename} was not uploaded`)));
     if (up.md5 !== body.etag) return json(200, envelope(importError("The uploaded file's MD5 does not match the provided etag")));
-    const outcome = await runImport(env, slot, up.sql);
+    // The file is imported once; holding it longer would grow the isolate's memory with
+    // every restore until the runtime restarts the Worker.
+    const sql = up.sql;
+    for (const [id, u] of uploads) if (u === up) uploads.delete(id);
+    const outcome = await runImport(env, slot, sql);
     imports.set(slot.uuid, outcome);
     return json(202, envelope({ success: true, type: "import", at_bookmark: outcome.at_bookmark, status: "active", messages: ["Starting import..."] }));
   }

@@ -478,7 +478,7 @@ fn table_filters_round_trip() {
     let out = dir.path().join("split.sqlite");
     restore_d1_rules(&schema_sql, &out);
     {
-        let c = rusqlite::Connection::open(&out).unwrap();
+        let mut c = rusqlite::Connection::open(&out).unwrap();
         let rows: i64 = c
             .query_row(
                 "SELECT (SELECT count(*) FROM books) + (SELECT count(*) FROM logs)",
@@ -490,7 +490,7 @@ fn table_filters_round_trip() {
         // Triggers would fire on the data load; a data-only restore goes into tables without them.
         c.execute_batch("DROP TRIGGER books_log;").unwrap();
         d1_backup::load::load(
-            &c,
+            &mut c,
             std::io::BufReader::new(&data_sql[..]),
             d1_backup::load::LoadRules::d1(),
         )

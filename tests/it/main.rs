@@ -9,6 +9,7 @@ mod encrypt;
 mod engine;
 mod export;
 mod faults;
+mod hostile_store;
 mod inputs;
 mod local;
 mod many;

@@ -190,12 +190,18 @@ fn restore_into_d1_through_the_import_api() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     compare::assert_same(&db, &fake.database_path("other").unwrap());
 
-    // Never into the source database without force.
+    // Never into the source database without `overwrite-source` naming it — not with force.
     let mut env = cli_env(&fake, "prod", &endpoint, &bucket);
     env.insert("D1_BACKUP_RESTORE_TO".into(), "prod".into());
-    let r = run::run(&["restore"], &env);
-    assert_eq!(r.code, 2);
-    assert!(r.report()["error"].as_str().unwrap().contains("taken from"));
+    for args in [&["restore"][..], &["restore", "--force"][..]] {
+        let r = run::run(args, &env);
+        assert_eq!(r.code, 2, "{args:?}");
+        let err = r.report()["error"].as_str().unwrap().to_string();
+        assert!(
+            err.contains("taken from") && err.contains("overwrite-source"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -221,6 +227,11 @@ fn before_picks_the_newest_backup_at_or_before_the_time() {
         std::fs::copy(out.join(&key), out.join(&k)).unwrap();
         let mut m = manifest.clone();
         m.key = k.clone();
+        m.timestamp = d1_backup::manifest::rfc3339(
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H-%M-%S-%3fZ")
+                .unwrap()
+                .and_utc(),
+        );
         std::fs::write(
             out.join(Manifest::key_for(&k)),
             serde_json::to_vec(&m).unwrap(),

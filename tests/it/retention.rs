@@ -90,9 +90,15 @@ fn seed(store: &dyn ObjectStore) -> (Vec<String>, Vec<String>, Vec<String>) {
     let mut backups = Vec::new();
     for t in times() {
         let key = backup_key(PREFIX, DB, t, ".sql.zst");
+        // A manifest that vouches for this backup: its key, its database, its time.
         let manifest = Manifest {
             key: key.clone(),
             timestamp: d1_backup::manifest::rfc3339(t),
+            database: d1_backup::manifest::DatabaseRef {
+                id: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into(),
+                name: DB.into(),
+                source: "d1".into(),
+            },
             ..Manifest::default()
         };
         objects.push((key.clone(), b"zstd bytes".to_vec()));

@@ -82,14 +82,15 @@ fn query_backup_restores_exactly() {
     // The same dump restores with plain SQLite semantics (autocommit, foreign keys off),
     // statement by statement as `sqlite3 new.db < dump.sql` runs it.
     let plain = dir.path().join("plain.sqlite");
-    let conn = rusqlite::Connection::open(&plain).unwrap();
+    let mut conn = rusqlite::Connection::open(&plain).unwrap();
     conn.execute_batch("PRAGMA synchronous=OFF; PRAGMA journal_mode=MEMORY;")
         .unwrap();
     let rules = LoadRules {
         max_statement_bytes: None,
         d1_semantics: false,
+        max_db_bytes: None,
     };
-    load(&conn, BufReader::new(&sql[..]), rules).unwrap();
+    load(&mut conn, BufReader::new(&sql[..]), rules).unwrap();
     drop(conn);
     compare::assert_same(&db, &plain);
 

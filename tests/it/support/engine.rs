@@ -1,7 +1,9 @@
 //! The real D1 engine for the tests: wrangler's local D1 (workerd's SQLite with D1's limits
 //! and authorizer) behind `tests/engine/shim.js`, which serves the REST routes d1-backup uses.
-//! One `wrangler dev --local` per test binary, on 127.0.0.1, with its state in a temporary
-//! directory; see `tests/engine/NOTES.md` for what the shim adds and what is the engine's.
+//! One server per test binary (`tests/engine/serve.mjs`: the shim on miniflare, the runtime of
+//! `wrangler dev --local`), on 127.0.0.1, with its state in a temporary directory; see
+//! `tests/engine/NOTES.md` for what the shim adds and what is the engine's, and why not
+//! `wrangler dev` itself.
 //!
 //! wrangler comes from `tests/engine/node_modules` (`npm ci` there; `scripts/test.sh` and
 //! `.ci/run` do it). Without it the engine tests are skipped with a loud message — unless
@@ -54,7 +56,7 @@ pub fn engine() -> Option<&'static Engine> {
     static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
     ENGINE
         .get_or_init(|| {
-            let Some(js) = wrangler_js() else {
+            if wrangler_js().is_none() {
                 if required() {
                     panic!(
                         "wrangler not found in tests/engine/node_modules: run `npm ci --prefix tests/engine` (scripts/test.sh does)"
@@ -64,8 +66,8 @@ pub fn engine() -> Option<&'static Engine> {
                     "\n*** SKIPPING REAL-ENGINE TESTS: wrangler is not installed (npm ci --prefix tests/engine) ***\n"
                 );
                 return None;
-            };
-            Some(start(&js))
+            }
+            Some(start())
         })
         .as_ref()
 }
@@ -83,52 +85,40 @@ pub fn wrangler_env(cmd: &mut Command, home: &Path) {
         .env("WRANGLER_LOG_PATH", home.join("logs"));
 }
 
-fn start(js: &Path) -> Engine {
+fn start() -> Engine {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut port = 30000 + (std::process::id() % 2000) as u16 * 3;
     while !(0..3).all(|i| TcpListener::bind(("127.0.0.1", port + i)).is_ok()) {
         port += 3;
     }
     let state = dir.path().join("state");
-    let app = app_copy(dir.path());
-    let log = std::fs::File::create(dir.path().join("wrangler.log")).expect("log file");
-    // Statics are never dropped: a `sh` guardian leads a process group of its own, runs
-    // wrangler in it, and kills the whole group (wrangler and its workerd processes) when
-    // its stdin reaches EOF, which happens when this test process exits for any reason.
+    // The log outlives the run (beside the test binaries), for a failure to be read later.
+    let log_path = log_path();
+    let log = std::fs::File::create(&log_path).expect("log file");
+    // Statics are never dropped: a `sh` guardian leads a process group of its own, runs the
+    // server in it (on the guardian's own stdin, so it sees the EOF too), and kills the whole
+    // group (node and workerd) when its stdin reaches EOF, which happens when this test
+    // process exits for any reason.
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg(r#"trap '' TERM; node "$0" "$@" & read -r _; kill -TERM 0; sleep 2; kill -KILL 0"#)
+        .arg(r#"exec 3<&0; trap '' TERM; node "$0" "$@" <&3 & read -r _ <&3; kill -TERM 0; sleep 2; kill -KILL 0"#)
         .process_group(0)
-        .arg(js)
+        .arg(engine_dir().join("serve.mjs"))
         .args([
-            "dev",
-            "--local",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--inspector-port",
-            &(port + 1).to_string(),
-            "--persist-to",
-            &state.display().to_string(),
-            "--var",
-            &format!("API_TOKEN:{TOKEN}"),
-            "--var",
-            &format!("TOKEN_ID:{TOKEN_ID}"),
-            "--var",
-            &format!("ACCOUNT_ID:{ACCOUNT}"),
-            "--show-interactive-dev-session=false",
-            "--log-level",
-            "warn",
+            port.to_string(),
+            state.display().to_string(),
+            TOKEN.to_string(),
+            TOKEN_ID.to_string(),
+            ACCOUNT.to_string(),
         ])
-        .arg("--config")
-        .arg(app.join("wrangler.toml"))
-        .current_dir(&app)
+        .current_dir(engine_dir())
         .stdin(Stdio::piped())
         .stdout(log.try_clone().expect("log file"))
         .stderr(log);
     wrangler_env(&mut cmd, dir.path());
-    let child = cmd.spawn().expect("starting wrangler dev");
+    let child = cmd
+        .spawn()
+        .expect("starting the engine (node tests/engine/serve.mjs)");
     let engine = Engine { child, port, dir };
     let t0 = Instant::now();
     // Ready when a POST (which wrangler does not retry across a reload) is answered three
@@ -145,13 +135,18 @@ fn start(js: &Path) -> Engine {
         }
         if t0.elapsed() > Duration::from_secs(120) {
             panic!(
-                "the real-engine shim did not answer in 120s; wrangler's log:\n{}",
-                std::fs::read_to_string(engine.dir.path().join("wrangler.log")).unwrap_or_default()
+                "the real-engine shim did not answer in 120s; its log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
             );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     engine
+}
+
+/// Where the engine's log of this test binary goes (`target/tmp/engine-<pid>.log`).
+pub fn log_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("engine-{}.log", std::process::id()))
 }
 
 /// A copy of the shim and its `wrangler.toml` in `dir`: wrangler watches the directory of

@@ -197,6 +197,6 @@ pub fn assert_stored_backup_restores(
 
 /// Restore SQL into a new SQLite file under D1's rules (statement limit, FKs, one transaction).
 pub fn restore_d1_rules(sql: &[u8], path: &Path) -> d1_backup::load::LoadStats {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    load(&conn, BufReader::new(sql), LoadRules::d1()).expect("load under D1 rules")
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    load(&mut conn, BufReader::new(sql), LoadRules::d1()).expect("load under D1 rules")
 }

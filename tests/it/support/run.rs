@@ -14,6 +14,8 @@ pub struct Run {
     pub stderr: String,
     /// Peak resident set size of the process, in KiB.
     pub max_rss_kib: i64,
+    /// CPU time (user + system) of the process, in seconds.
+    pub cpu_seconds: f64,
     pub outputs_file: Option<String>,
     pub summary_file: Option<String>,
 }
@@ -85,25 +87,35 @@ pub fn run_in(args: &[&str], env: &BTreeMap<String, String>, dir: Option<&Path>)
     });
     let pid = child.id();
     let mut peak = 0i64;
-    let status = loop {
+    // Reaped with wait4 (not `Child::wait`) to learn the CPU time of this very process.
+    let (code, cpu_seconds) = loop {
         if let Some(hwm) = vm_hwm_kib(pid) {
             peak = peak.max(hwm);
         }
-        match child.try_wait().expect("wait") {
-            Some(status) => break status,
-            None => std::thread::sleep(std::time::Duration::from_millis(5)),
+        let mut status = 0;
+        // SAFETY: zeroed `rusage` is a valid value; wait4 fills it for our own child.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid as libc::pid_t {
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                -libc::WTERMSIG(status)
+            };
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            break (code, secs(usage.ru_utime) + secs(usage.ru_stime));
         }
+        assert!(r >= 0, "wait4 failed: {}", std::io::Error::last_os_error());
+        std::thread::sleep(std::time::Duration::from_millis(5));
     };
-    use std::os::unix::process::ExitStatusExt;
-    let code = status
-        .code()
-        .unwrap_or_else(|| -status.signal().unwrap_or(0));
+    drop(child);
     let rss = peak;
     Run {
         code,
         stdout: t_out.join().unwrap(),
         stderr: t_err.join().unwrap(),
         max_rss_kib: rss,
+        cpu_seconds,
         outputs_file: env
             .get("GITHUB_OUTPUT")
             .and_then(|p| std::fs::read_to_string(p).ok()),

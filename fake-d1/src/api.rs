@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::faults::{self, internal_error};
+use crate::faults::{self, Faults, internal_error};
+use crate::options::Token;
 use crate::reply::Reply;
 use crate::routes::Route;
 use crate::sql::{ExecError, QueryItem, Shape, execute_as_client, run_request};
 use crate::state::{App, CreateError, Db};
 use crate::util::query_param;
 use crate::values::{Json, envelope_ok_info};
-use crate::{Faults, Token, export, import};
+use crate::{export, import};
 
 /// Everything the endpoint needs from the request.
 pub struct Call<'a> {

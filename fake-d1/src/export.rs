@@ -4,59 +4,18 @@
 //! carry `current_bookmark` and poll until a 200 "complete" hands out the signed URL.
 
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::Faults;
 use crate::dump::{DumpError, DumpOptions, VIRTUAL_TABLE_ERROR, dump_sql};
-use crate::faults::internal_error;
+use crate::faults::{Faults, internal_error};
+use crate::jobs::ExportJob;
 use crate::reply::Reply;
 use crate::state::{App, Db, bookmark_hash};
 use crate::util::random_hex;
 use crate::values::Json;
-
-/// Where a database's export stands.
-#[derive(Debug, Default)]
-pub enum ExportJob {
-    #[default]
-    Idle,
-    Active {
-        bookmark: String,
-        filename: String,
-        path: PathBuf,
-        polls_left: u32,
-        parts: u32,
-        last_poll: Instant,
-    },
-    /// Finished (complete or error); a repeated poll with the same bookmark gets the same answer.
-    Finished { bookmark: String, result: String },
-    /// Not polled in time.
-    Cancelled { bookmark: String },
-}
-
-impl ExportJob {
-    pub fn is_active(&self) -> bool {
-        matches!(self, ExportJob::Active { .. })
-    }
-
-    /// An active export that was not polled within `timeout` is cancelled.
-    pub fn refresh(&mut self, timeout: Duration) {
-        if let ExportJob::Active {
-            bookmark,
-            last_poll,
-            ..
-        } = self
-            && last_poll.elapsed() > timeout
-        {
-            *self = ExportJob::Cancelled {
-                bookmark: std::mem::take(bookmark),
-            };
-        }
-    }
-}
 
 fn status_error(bookmark: &str, error: &str) -> Json {
     Json::Obj(vec![

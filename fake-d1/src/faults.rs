@@ -1,11 +1,47 @@
-//! Injected failures ([`crate::Faults`]): which fault, if any, an API request gets, and the
-//! answers that imitate Cloudflare's rate limiting, internal errors, gateway pages and D1 resets.
+//! Injected failures: the [`Faults`] a test sets, which fault, if any, an API request gets, and
+//! the answers that imitate Cloudflare's rate limiting, internal errors, gateway pages and D1
+//! resets.
 
 use std::time::Duration;
 
-use crate::Faults;
 use crate::reply::Reply;
 use crate::util::random_hex;
+
+/// Injected failures. "Every Nth" counts all API requests (everything under `/client/v4`) with
+/// one global counter starting at 1; request n is hit when n % N == 0. Faulted requests are
+/// logged with their status and fault name and execute nothing.
+#[derive(Clone, Default, Debug)]
+pub struct Faults {
+    /// HTTP 429 with `retry-after` and D1's 429 body (code 971).
+    pub rate_limit_every: Option<u32>,
+    /// Value of `retry-after` (0 means 1).
+    pub retry_after_secs: u32,
+    /// HTTP 500, code 7500 "internal error; reference = …".
+    pub server_error_every: Option<u32>,
+    /// HTTP 502 with an HTML page.
+    pub bad_gateway_html_every: Option<u32>,
+    /// HTTP 503 with a JSON envelope.
+    pub service_unavailable_every: Option<u32>,
+    /// HTTP 200 whose JSON body is cut in half.
+    pub truncated_body_every: Option<u32>,
+    /// HTTP 200 with the text/plain body "upstream connect error".
+    pub non_json_every: Option<u32>,
+    /// HTTP 200 with `success: false` (code 7500, "D1 DB reset because its code was updated.").
+    pub success_false_every: Option<u32>,
+    /// Sleep this long before answering (the request then runs normally).
+    pub slow_every: Option<(u32, Duration)>,
+    /// Names or uuids: every API request that targets them gets HTTP 500.
+    pub failing_databases: Vec<String>,
+    /// Overrides `Options::max_response_bytes` while set.
+    pub memory_limit_bytes: Option<usize>,
+    /// Exports end with status "error" and this message.
+    pub export_error: Option<String>,
+    /// GET of an export signed URL answers 403 with R2's XML AccessDenied body.
+    pub signed_url_forbidden: bool,
+    /// On every Nth `/query` or `/raw` request to a database, first run this SQL on that
+    /// database as another client would (bumps its bookmark when it writes).
+    pub write_during_reads: Option<(u32, String)>,
+}
 
 /// Whether request number `n` (1-based) is hit by an "every Nth" fault.
 pub fn every(setting: Option<u32>, n: u64) -> bool {

@@ -10,42 +10,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::conn::{DbConn, d1_message};
 use crate::faults::internal_error;
+use crate::jobs::ImportJob;
 use crate::reply::Reply;
 use crate::split::StreamSplitter;
-use crate::sql::{DbConn, Totals, d1_message, run_import_statement};
+use crate::sql::{Totals, run_import_statement};
 use crate::state::{App, Db};
 use crate::values::Json;
-
-/// Where a database's import stands.
-#[derive(Debug, Default)]
-pub enum ImportJob {
-    #[default]
-    Idle,
-    Active {
-        at_bookmark: String,
-        polls_left: u32,
-        last_poll: Instant,
-        /// The final `result`, already decided (the import ran at ingest).
-        outcome: Json,
-    },
-}
-
-impl ImportJob {
-    pub fn is_active(&self) -> bool {
-        matches!(self, ImportJob::Active { .. })
-    }
-
-    /// An import that is not polled within `timeout` stops blocking the database (its outcome
-    /// is dropped; a later poll hears "Not currently importing anything.").
-    pub fn refresh(&mut self, timeout: Duration) {
-        if let ImportJob::Active { last_poll, .. } = self
-            && last_poll.elapsed() > timeout
-        {
-            *self = ImportJob::Idle;
-        }
-    }
-}
 
 fn invalid(message: &str) -> Reply {
     Reply::error(400, 7400, message)

@@ -5,6 +5,12 @@
 //!
 //! [`FakeD1::start`] runs the server on its own thread and tokio runtime, so it works from
 //! synchronous and asynchronous tests alike; dropping the handle stops it.
+//!
+//! The modules form layers; each imports only from layers below it, never upwards: the leaves
+//! (`values`, `split`, `util`, `conn`, `options`, `log`), then the building blocks (`dump`,
+//! `sql`, `reply`, `routes`, `faults`, `jobs`, `links`), then `state` (the shared `App` and its
+//! databases), then the request handlers (`export`, `import`, `signed`, then `api`), then
+//! `server`, and this file on top.
 
 mod api;
 mod conn;
@@ -12,7 +18,10 @@ mod dump;
 mod export;
 mod faults;
 mod import;
+mod jobs;
+mod links;
 mod log;
+mod options;
 mod reply;
 mod routes;
 mod server;
@@ -27,121 +36,12 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+pub use faults::Faults;
+pub use log::RequestRecord;
+pub use options::{Options, Token};
 use state::{App, CreateError};
-
-/// An API token the fake accepts: its secret value and its 32-hex id (what verify returns).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Token {
-    pub value: String,
-    pub id: String,
-}
-
-/// How the fake behaves.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// The only account id accepted in paths.
-    pub account_id: String,
-    /// Accepted bearer tokens.
-    pub tokens: Vec<Token>,
-    /// Added before answering every API request (not signed-URL transfers).
-    pub latency: Duration,
-    /// A serialized `/query` or `/raw` response larger than this gets D1's memory-limit error.
-    pub max_response_bytes: Option<usize>,
-    /// How many polls of an export answer 202 "active" before the one that completes it.
-    pub export_active_polls: u32,
-    /// How many polls of an import answer 202 "active" before the one that completes it.
-    pub import_active_polls: u32,
-    /// An active export (or import) not polled for this long is cancelled.
-    pub export_poll_timeout: Duration,
-    /// Address to listen on; `None` means 127.0.0.1 on a free port.
-    pub listen: Option<SocketAddr>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            account_id: "0123456789abcdef0123456789abcdef".to_string(),
-            tokens: vec![Token {
-                value: "test-token".to_string(),
-                id: "0123456789abcdef0123456789abcd01".to_string(),
-            }],
-            latency: Duration::ZERO,
-            max_response_bytes: Some(32 << 20),
-            export_active_polls: 2,
-            import_active_polls: 1,
-            export_poll_timeout: Duration::from_secs(10),
-            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        }
-    }
-}
-
-/// Injected failures. "Every Nth" counts all API requests (everything under `/client/v4`) with
-/// one global counter starting at 1; request n is hit when n % N == 0. Faulted requests are
-/// logged with their status and fault name and execute nothing.
-#[derive(Clone, Default, Debug)]
-pub struct Faults {
-    /// HTTP 429 with `retry-after` and D1's 429 body (code 971).
-    pub rate_limit_every: Option<u32>,
-    /// Value of `retry-after` (0 means 1).
-    pub retry_after_secs: u32,
-    /// HTTP 500, code 7500 "internal error; reference = …".
-    pub server_error_every: Option<u32>,
-    /// HTTP 502 with an HTML page.
-    pub bad_gateway_html_every: Option<u32>,
-    /// HTTP 503 with a JSON envelope.
-    pub service_unavailable_every: Option<u32>,
-    /// HTTP 200 whose JSON body is cut in half.
-    pub truncated_body_every: Option<u32>,
-    /// HTTP 200 with the text/plain body "upstream connect error".
-    pub non_json_every: Option<u32>,
-    /// HTTP 200 with `success: false` (code 7500, "D1 DB reset because its code was updated.").
-    pub success_false_every: Option<u32>,
-    /// Sleep this long before answering (the request then runs normally).
-    pub slow_every: Option<(u32, Duration)>,
-    /// Names or uuids: every API request that targets them gets HTTP 500.
-    pub failing_databases: Vec<String>,
-    /// Overrides `Options::max_response_bytes` while set.
-    pub memory_limit_bytes: Option<usize>,
-    /// Exports end with status "error" and this message.
-    pub export_error: Option<String>,
-    /// GET of an export signed URL answers 403 with R2's XML AccessDenied body.
-    pub signed_url_forbidden: bool,
-    /// On every Nth `/query` or `/raw` request to a database, first run this SQL on that
-    /// database as another client would (bumps its bookmark when it writes).
-    pub write_during_reads: Option<(u32, String)>,
-}
-
-/// One request the fake answered.
-#[derive(Clone, Debug)]
-pub struct RequestRecord {
-    /// Global request number (API requests and signed-URL transfers share it).
-    pub seq: u64,
-    pub method: String,
-    /// Path without the query string.
-    pub path: String,
-    pub query: Option<String>,
-    /// "verify", "list", "get", "create", "delete", "query", "raw", "export", "import",
-    /// "bookmark", "restore", "signed-export", "signed-import", "stats" or "unknown".
-    pub kind: &'static str,
-    /// Uuid of the database targeted, if any.
-    pub database: Option<String>,
-    pub token_id: Option<String>,
-    pub status: u16,
-    pub retry_after: Option<u32>,
-    pub fault: Option<&'static str>,
-    pub started: Instant,
-    pub finished: Instant,
-    /// API requests in flight when this one started, including itself.
-    pub in_flight: usize,
-    /// Distinct databases with an API request in flight when this one started, including
-    /// this one's.
-    pub in_flight_databases: usize,
-    /// First 300 bytes of the request body (lossy UTF-8).
-    pub body_head: String,
-    pub response_bytes: usize,
-}
 
 /// A running fake. Dropping it shuts the server down.
 pub struct FakeD1 {
@@ -274,7 +174,7 @@ impl FakeD1 {
         match result {
             Ok(true) => db.bump(),
             Ok(false) => {}
-            Err(e) => panic!("fake-d1: execute failed: {}", sql::d1_message(&e)),
+            Err(e) => panic!("fake-d1: execute failed: {}", conn::d1_message(&e)),
         }
     }
 

@@ -1,11 +1,39 @@
 //! The request log: a global sequence number, the API request counter that faults key on,
 //! per-kind counts for `/__fake/stats`, in-flight tracking (overall and per database) and the
-//! finished [`RequestRecord`]s that tests inspect.
+//! finished [`RequestRecord`]s that tests inspect. A leaf: it imports nothing from the crate.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use crate::RequestRecord;
+/// One request the fake answered.
+#[derive(Clone, Debug)]
+pub struct RequestRecord {
+    /// Global request number (API requests and signed-URL transfers share it).
+    pub seq: u64,
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    pub query: Option<String>,
+    /// "verify", "list", "get", "create", "delete", "query", "raw", "export", "import",
+    /// "bookmark", "restore", "signed-export", "signed-import", "stats" or "unknown".
+    pub kind: &'static str,
+    /// Uuid of the database targeted, if any.
+    pub database: Option<String>,
+    pub token_id: Option<String>,
+    pub status: u16,
+    pub retry_after: Option<u32>,
+    pub fault: Option<&'static str>,
+    pub started: Instant,
+    pub finished: Instant,
+    /// API requests in flight when this one started, including itself.
+    pub in_flight: usize,
+    /// Distinct databases with an API request in flight when this one started, including
+    /// this one's.
+    pub in_flight_databases: usize,
+    /// First 300 bytes of the request body (lossy UTF-8).
+    pub body_head: String,
+    pub response_bytes: usize,
+}
 
 /// Counters and records, behind the application's log mutex.
 #[derive(Debug, Default)]

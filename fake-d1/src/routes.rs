@@ -5,7 +5,7 @@ use crate::util::percent_decode;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
-    /// One of the [`crate::RequestRecord::kind`] values.
+    /// One of the [`crate::log::RequestRecord::kind`] values.
     pub kind: &'static str,
     pub account: Option<String>,
     pub database: Option<String>,

@@ -10,10 +10,11 @@ use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 
+use crate::log::RequestRecord;
 use crate::reply::Reply;
 use crate::state::App;
 use crate::values::Json;
-use crate::{RequestRecord, api, faults, routes, signed};
+use crate::{api, faults, routes, signed};
 
 /// Largest API request body read.
 const MAX_BODY: usize = 512 << 20;

@@ -2,10 +2,8 @@
 //! the dump file) and import uploads (`PUT /signed/import/<id>`, streamed to disk and answered
 //! with the body's MD5 as `ETag`). Both are valid for one hour and need no API token.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -14,85 +12,12 @@ use md5::{Digest, Md5};
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
-use crate::RequestRecord;
-use crate::log::Ticket;
+use crate::jobs::Upload;
+use crate::links::ImportLink;
+use crate::log::{RequestRecord, Ticket};
 use crate::reply::{ACCESS_DENIED_XML, Reply, response};
-use crate::state::{App, Upload};
-use crate::util::{amz_now, query_param, random_hex};
-
-const VALIDITY: Duration = Duration::from_secs(3600);
-
-#[derive(Clone, Debug)]
-pub struct ExportLink {
-    pub uuid: String,
-    pub filename: String,
-    pub path: PathBuf,
-    pub signature: String,
-    pub expires: Instant,
-}
-
-#[derive(Clone, Debug)]
-pub struct ImportLink {
-    pub uuid: String,
-    pub filename: String,
-    pub signature: String,
-    pub expires: Instant,
-}
-
-#[derive(Debug, Default)]
-pub struct Signed {
-    exports: HashMap<String, ExportLink>,
-    imports: HashMap<String, ImportLink>,
-}
-
-impl Signed {
-    /// Registers a download of `path` and returns its presigned URL.
-    pub fn export_url(
-        &mut self,
-        origin: &str,
-        uuid: &str,
-        filename: &str,
-        path: PathBuf,
-    ) -> String {
-        let id = random_hex(16);
-        let signature = random_hex(32);
-        let (date, day) = amz_now();
-        let url = format!(
-            "{origin}/signed/export/{id}/{filename}?X-Amz-Algorithm=AWS4-HMAC-SHA256\
-             &X-Amz-Credential={}%2F{day}%2Fauto%2Fs3%2Faws4_request&X-Amz-Date={date}\
-             &X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature={signature}",
-            random_hex(16)
-        );
-        self.exports.insert(
-            id,
-            ExportLink {
-                uuid: uuid.to_string(),
-                filename: filename.to_string(),
-                path,
-                signature,
-                expires: Instant::now() + VALIDITY,
-            },
-        );
-        url
-    }
-
-    /// Registers an upload slot for `filename` and returns its presigned URL.
-    pub fn import_url(&mut self, origin: &str, uuid: &str, filename: &str) -> String {
-        let id = random_hex(16);
-        let signature = random_hex(32);
-        let url = format!("{origin}/signed/import/{id}?X-Amz-Signature={signature}");
-        self.imports.insert(
-            id,
-            ImportLink {
-                uuid: uuid.to_string(),
-                filename: filename.to_string(),
-                signature,
-                expires: Instant::now() + VALIDITY,
-            },
-        );
-        url
-    }
-}
+use crate::state::App;
+use crate::util::query_param;
 
 struct Outcome {
     status: u16,
@@ -144,7 +69,7 @@ pub async fn download(
     query: Option<&str>,
 ) -> Response {
     let (id, filename) = rest.split_once('/').unwrap_or((rest, ""));
-    let link = app.signed().exports.get(id).cloned();
+    let link = app.signed().export_link(id);
     let signature = query_param(query, "X-Amz-Signature");
     let mut outcome = Outcome {
         status: 403,
@@ -195,7 +120,7 @@ pub async fn upload(
     query: Option<&str>,
     body: Body,
 ) -> Response {
-    let link = app.signed().imports.get(id).cloned();
+    let link = app.signed().import_link(id);
     let signature = query_param(query, "X-Amz-Signature");
     let mut outcome = Outcome {
         status: 403,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use rusqlite::StatementStatus;
 use rusqlite::types::Value;
 
-pub use crate::conn::{DbConn, d1_message};
+use crate::conn::{DbConn, d1_message};
 use crate::split::split_sql;
 use crate::values::{self, ENVELOPE_OK_TAIL};
 

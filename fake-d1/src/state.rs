@@ -1,52 +1,19 @@
 //! The fake's shared state: the options, the databases (each with its connection, write
-//! counter and long-running jobs), the current faults, the request log and the signed URLs.
+//! counter, bookmark and long-running [`Jobs`]), the current faults, the request log and the
+//! signed URLs. It holds the records of `jobs`, `links` and `log`; the request handlers above
+//! it (`api`, `export`, `import`, `signed`, `server`) act on it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::export::ExportJob;
-use crate::import::ImportJob;
+use crate::conn::DbConn;
+use crate::faults::Faults;
+use crate::jobs::Jobs;
+use crate::links::Signed;
 use crate::log::Log;
-use crate::signed::Signed;
-use crate::sql::DbConn;
+use crate::options::Options;
 use crate::util::{iso_now, md5_hex, uuid_for};
-use crate::{Faults, Options};
-
-/// An uploaded import file, by filename (`<uuid>-<etag>.sql`).
-#[derive(Clone, Debug)]
-pub struct Upload {
-    pub path: PathBuf,
-    pub md5: String,
-}
-
-/// The long-running work of one database. Lock order: a database's `conn` before its `jobs`.
-#[derive(Debug, Default)]
-pub struct Jobs {
-    pub export: ExportJob,
-    pub import: ImportJob,
-    pub uploads: HashMap<String, Upload>,
-}
-
-impl Jobs {
-    /// Applies the poll timeout: a job that was not polled in time is dropped.
-    pub fn refresh(&mut self, timeout: std::time::Duration) {
-        self.export.refresh(timeout);
-        self.import.refresh(timeout);
-    }
-
-    /// The error `/query` and `/raw` get while an export or import runs.
-    pub fn blocked_message(&self) -> Option<&'static str> {
-        if self.export.is_active() {
-            Some("D1_ERROR: Currently processing a long-running export.")
-        } else if self.import.is_active() {
-            Some("D1_ERROR: Currently processing a long-running import.")
-        } else {
-            None
-        }
-    }
-}
 
 /// One served database.
 pub struct Db {
@@ -105,7 +72,7 @@ pub enum CreateError {
     Other(String),
 }
 
-/// Everything the server and the [`crate::FakeD1`] handle share.
+/// Everything the server and the `FakeD1` handle share.
 pub struct App {
     pub options: Options,
     pub origin: String,

@@ -17,9 +17,10 @@
 use std::time::Duration;
 
 use d1_backup::d1::retry::parse_retry_after;
-use d1_backup::d1::types::{BookmarkResult, DatabaseInfo, Envelope, RawResult, TokenInfo, Value};
-use d1_backup::source::Page;
-use d1_backup::source::stream::{Decoded, PageDecoder};
+use d1_backup::d1::stream::{Decoded, PageDecoder};
+use d1_backup::d1::types::{BookmarkResult, DatabaseInfo, Envelope, RawResult, TokenInfo};
+use d1_backup::rows::Page;
+use d1_backup::rows::Value;
 
 /// Decode `data` every way the product decodes a D1 answer. Panics only on a product bug.
 pub fn decode_d1_response(data: &[u8]) {

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
 
-use crate::compress::{FinishWrite, Wrap};
 use crate::store::parts::PartWriter;
+use crate::write::compress::{FinishWrite, Wrap};
 
 /// The `encryption` value in metadata and manifests.
 pub const SCHEME: &str = "age";
@@ -115,7 +115,7 @@ fn is_secret_key(entry: &str) -> bool {
 
 fn parse_recipient(entry: &str) -> Result<Box<dyn age::Recipient + Send + Sync>, String> {
     if is_secret_key(entry) {
-        crate::secrets::register(entry);
+        crate::util::secrets::register(entry);
         return Err("this is a secret key and must not be on the runner; give its public key instead (`age-keygen -y key.txt` prints it)".into());
     }
     if entry.starts_with("age1") {
@@ -181,7 +181,7 @@ impl Identities {
         for line in text.lines() {
             let line = line.trim();
             if is_secret_key(line) && line.len() > 20 {
-                crate::secrets::register(line);
+                crate::util::secrets::register(line);
             }
         }
         if text.contains("-----BEGIN") {

@@ -1,56 +1,32 @@
 //! d1-backup: exact, streamed backups of Cloudflare D1 databases to R2.
 //!
-//! The pipeline, one module per stage:
+//! Layers run one way, lowest first (`tests/architecture.rs` enforces it):
 //!
-//! * [`inputs`] / [`config`] — action inputs, environment and flags → validated settings;
-//! * [`source`] (with the REST client in [`d1`]) — where rows come from: D1 or a SQLite file;
-//! * [`dump`] — the exact SQL dump (schema, keyset-paged data, statement splitting);
-//! * [`compress`] — zstd and hashing on a dedicated thread;
-//! * [`store`] — the object-store trait, R2/S3 and local-directory implementations;
-//! * [`pipeline`] — the bounded channels that join producer, compressor and uploader;
-//! * [`backup`] / [`manifest`] — the command itself and what it records;
-//! * [`action`] / [`report`] / [`log`] / [`secrets`] — what the caller sees, safely.
+//! 1. [`util`] — logging, secrets, workflow commands, progress, scratch files;
+//! 2. [`sqltext`] (quoting, exact REAL literals, the statement splitter) and [`rows`]
+//!    (values, pages);
+//! 3. [`manifest`] (what a backup records, and the key layout), [`encrypt`] (age keys),
+//!    [`retention`] (the pure policy);
+//! 4. [`d1`] (the Cloudflare API client) and [`store`] (object stores: R2/S3, a directory);
+//! 5. [`source`] — where rows come from: D1 or a SQLite file;
+//! 6. [`dump`] — the two dump methods, query and export, and the schema reader;
+//! 7. [`write`] (dump → zstd → age → upload), [`read`] (verified reading, verify, restore),
+//!    [`catalog`] (the backups in a store, `latest`, pruning);
+//! 8. [`cli`] — the command layer: inputs, commands, exit codes, runner I/O.
 //!
-//! [`app`] wires it into a command-line program; `main.rs` only calls it.
+//! `main.rs` only calls [`cli::main_entry`].
 
-pub mod action;
-pub mod app;
-pub mod backup;
 pub mod catalog;
-pub mod codec;
-pub mod compress;
-pub mod config;
-pub mod contract;
+pub mod cli;
 pub mod d1;
 pub mod dump;
 pub mod encrypt;
-pub mod export;
-pub mod inputs;
-pub mod literal;
-pub mod load;
-pub mod log;
 pub mod manifest;
-pub mod many;
-pub mod pipeline;
-pub mod progress;
-pub mod prune;
-pub mod report;
-pub mod restore;
+pub mod read;
 pub mod retention;
-pub mod scratch;
-pub mod secrets;
+pub mod rows;
 pub mod source;
-pub mod sqlsplit;
+pub mod sqltext;
 pub mod store;
-pub mod stored;
-pub mod verify;
-
-/// A stage stopped because another stage stopped first (never the root cause).
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("pipeline closed")]
-pub struct PipelineClosed;
-
-/// The run was cancelled (SIGINT/SIGTERM).
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("cancelled")]
-pub struct Cancelled;
+pub mod util;
+pub mod write;

@@ -5,13 +5,8 @@
 //! records everything known at the end (hashes, sizes, per-table rows, timings). A backup
 //! without its manifest is incomplete: retention never counts it, verify refuses it.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-
-use crate::dump::TableStats;
-use crate::store::metadata_value;
 
 /// Suffix of manifest objects.
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
@@ -108,6 +103,15 @@ pub struct DumpSelection {
     pub no_schema: bool,
 }
 
+/// Per-table result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TableStats {
+    pub name: String,
+    /// `table` or `virtual`.
+    pub kind: String,
+    pub rows: u64,
+}
+
 /// The manifest stored next to every complete backup.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -142,7 +146,7 @@ pub struct Manifest {
     #[serde(default)]
     pub warnings: Vec<String>,
     /// Set when the stored SQL is not in the order D1's export wrote it (see
-    /// [`crate::export`]).
+    /// [`crate::dump::export`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reordered: Option<Reordered>,
 }
@@ -169,41 +173,6 @@ impl Manifest {
         DateTime::parse_from_rfc3339(&self.timestamp)
             .ok()
             .map(|t| t.with_timezone(&Utc))
-    }
-}
-
-/// Object metadata written with a backup (ASCII-safe values).
-pub struct ObjectMetadata<'a> {
-    pub timestamp: &'a str,
-    pub table_count: usize,
-    pub database_id: &'a str,
-    pub database_name: &'a str,
-    pub method: &'a str,
-    pub compression: &'a str,
-    pub bookmark: Option<&'a str>,
-    pub encryption: Option<&'a str>,
-}
-
-impl ObjectMetadata<'_> {
-    pub fn to_map(&self) -> BTreeMap<String, String> {
-        let mut m = BTreeMap::new();
-        let mut put = |k: &str, v: &str| {
-            m.insert(k.to_string(), metadata_value(v));
-        };
-        put("timestamp", self.timestamp);
-        put("table-count", &self.table_count.to_string());
-        put("database-id", self.database_id);
-        put("database-name", self.database_name);
-        put("method", self.method);
-        put("compression", self.compression);
-        put("tool-version", env!("CARGO_PKG_VERSION"));
-        if let Some(b) = self.bookmark {
-            put("bookmark", b);
-        }
-        if let Some(e) = self.encryption {
-            put("encryption", e);
-        }
-        m
     }
 }
 
@@ -264,23 +233,5 @@ mod tests {
         ] {
             assert_eq!(parse_backup_key(dir, key), None, "{key}");
         }
-    }
-
-    #[test]
-    fn metadata_is_ascii_and_small() {
-        let m = ObjectMetadata {
-            timestamp: "2026-11-28T09:15:26.123Z",
-            table_count: 3,
-            database_id: "id",
-            database_name: "naïve\ndb",
-            method: "query",
-            compression: "zstd",
-            bookmark: None,
-            encryption: None,
-        }
-        .to_map();
-        assert_eq!(m["database-name"], "na%C3%AFve%0Adb");
-        assert_eq!(m["table-count"], "3");
-        crate::store::validate_metadata(&m).unwrap();
     }
 }

@@ -1,4 +1,4 @@
-//! Bad input, tried systematically: every input of `d1_backup::inputs::INPUTS` has a row in
+//! Bad input, tried systematically: every input of `d1_backup::cli::inputs::INPUTS` has a row in
 //! [`table`] — bad values that must be refused up front, or an explicit statement (with the
 //! reason) that the input accepts any value. A row missing for a declared input fails the test.
 //!
@@ -601,7 +601,10 @@ fn counts(input: &'static str) -> Row {
 
 /// Every input of INPUTS has exactly one row, and every row is a declared input.
 fn check_coverage(rows: &[Row]) {
-    let declared: BTreeSet<&str> = d1_backup::inputs::INPUTS.iter().map(|s| s.name).collect();
+    let declared: BTreeSet<&str> = d1_backup::cli::inputs::INPUTS
+        .iter()
+        .map(|s| s.name)
+        .collect();
     let mut seen = BTreeSet::new();
     for r in rows {
         assert!(seen.insert(r.input), "two rows for `{}`", r.input);
@@ -699,7 +702,7 @@ fn base_inputs(case: &Case, p: &Paths, t: &Target) -> BTreeMap<&'static str, Str
 fn cli_run(case: &Case, mode: Mode, p: &Paths, t: &Target) -> run::Run {
     let mut env = BTreeMap::new();
     for (name, value) in base_inputs(case, p, t) {
-        let spec = d1_backup::inputs::spec(name).unwrap();
+        let spec = d1_backup::cli::inputs::spec(name).unwrap();
         let var = spec
             .env
             .first()

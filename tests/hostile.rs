@@ -21,7 +21,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use d1_backup::dump::sql::quote_ident as qi;
+use d1_backup::sqltext::quote_ident as qi;
 use support::hostile_db::{build, hostile_names};
 use support::{cli_env, compare, gha, run, run::ActionEnv};
 
@@ -137,7 +137,10 @@ fn log_problems(r: &run::Run, secrets: &[&str]) -> Vec<String> {
 /// `D1_BACKUP_LAST_RESULT`; `$GITHUB_STATE` nothing.
 fn file_problems(r: &run::Run, env: &ActionEnv) -> Vec<String> {
     let mut problems = Vec::new();
-    let declared: BTreeSet<&str> = d1_backup::report::OUTPUTS.iter().map(|(n, _)| *n).collect();
+    let declared: BTreeSet<&str> = d1_backup::cli::report::OUTPUTS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
     match gha::parse_outputs(r.outputs_file.as_deref().unwrap_or("")) {
         Err(e) => problems.push(format!("$GITHUB_OUTPUT does not parse: {e}")),
         Ok(outputs) => {

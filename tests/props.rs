@@ -27,18 +27,18 @@ use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
-use d1_backup::compress::Piece;
 use d1_backup::dump::paging::page_query;
 use d1_backup::dump::schema::{Column, RowKey, Table, TableKind};
 use d1_backup::dump::sql::{
-    Cell, Decoded, MAX_STATEMENT_BYTES, RowWriter, decode_literal, encode_text, normalize_literal,
-    quote_ident, quote_str,
+    Cell, Decoded, RowWriter, decode_literal, encode_text, normalize_literal,
 };
 use d1_backup::dump::{DumpHeader, DumpOptions, TableFilter, dump, read_schema};
-use d1_backup::load::{LoadRules, for_each_statement, load};
-use d1_backup::progress::Progress;
+use d1_backup::read::load::{LoadRules, for_each_statement, load};
 use d1_backup::source::Source;
 use d1_backup::source::sqlite::{SqliteSource, run_page};
+use d1_backup::sqltext::{MAX_STATEMENT_BYTES, quote_ident, quote_str};
+use d1_backup::util::progress::Progress;
+use d1_backup::write::compress::Piece;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use rusqlite::Connection;
@@ -984,7 +984,7 @@ proptest! {
             prop_assert_eq!(&page.row(r), row);
         }
         prop_assert_eq!(decoded.pages[1].row(0), vec!["ignored"]);
-        let serde_page: d1_backup::source::Page = serde_json::from_value(results).unwrap();
+        let serde_page: d1_backup::rows::Page = serde_json::from_value(results).unwrap();
         prop_assert_eq!(page, &serde_page);
         harness::decode_d1_response(text.as_bytes());
     }
@@ -1094,7 +1094,7 @@ fn fuzz_seed_corpus_decodes() {
     .unwrap();
     let result = raw.result.unwrap();
     let rows = &result[0].results.as_ref().unwrap().rows;
-    assert_eq!(rows[0][5], d1_backup::d1::Value::Blob(vec![0, 255, 7]));
+    assert_eq!(rows[0][5], d1_backup::rows::Value::Blob(vec![0, 255, 7]));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1167,7 +1167,7 @@ fn page_decoder_refuses_malformed_rows() {
         let body = format!(
             r#"{{"result":[{{"results":{{"columns":["x"],"rows":{rows}}},"success":true}}],"success":true}}"#
         );
-        let serde: Result<d1_backup::source::Page, _> =
+        let serde: Result<d1_backup::rows::Page, _> =
             serde_json::from_str(&format!(r#"{{"columns":["x"],"rows":{rows}}}"#));
         assert!(serde.is_err(), "{rows}");
         let streamed = harness::stream_decode(body.as_bytes(), 4);

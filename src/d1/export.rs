@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, ApiErrorKind, D1Client, Idempotency};
-use crate::{log, secrets};
+use crate::{util::log, util::secrets};
 
 /// `dump_options` of an export request.
 #[derive(Debug, Clone, Default)]

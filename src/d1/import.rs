@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, ApiErrorKind, D1Client, DatabaseInfo, Idempotency};
-use crate::{log, secrets};
+use crate::{util::log, util::secrets};
 
 #[derive(Debug, Deserialize)]
 struct ImportResponse {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod export;
 pub mod import;
 pub mod retry;
+pub mod stream;
 pub mod types;
 
 use std::sync::Arc;
@@ -23,10 +24,10 @@ use tokio::time::Instant;
 
 pub use error::{ApiError, ApiErrorKind};
 pub use retry::{Budget, RetryPolicy};
-pub use types::{DatabaseInfo, Envelope, RawResult, TokenInfo, Value};
+pub use types::{DatabaseInfo, Envelope, RawResult, TokenInfo};
 
-use crate::config::{ApiConfig, InputError, is_uuid};
-use crate::log;
+use crate::cli::config::{ApiConfig, InputError, is_uuid};
+use crate::util::log;
 
 /// Client tuning.
 #[derive(Debug, Clone)]
@@ -344,14 +345,14 @@ impl D1Client {
 
     /// Run statements through one `/raw` request (several as a `batch`, each statement
     /// prepared on its own, so D1's statement limit applies to each), into one compact page
-    /// per statement. The body is decoded as it arrives (see [`crate::source::stream`]).
+    /// per statement. The body is decoded as it arrives (see [`crate::d1::stream`]).
     pub async fn raw_pages(
         &self,
         database_id: &str,
         operation: &str,
         statements: &[String],
         cells_hint: usize,
-    ) -> Result<Vec<crate::source::Page>, ApiError> {
+    ) -> Result<Vec<crate::rows::Page>, ApiError> {
         let path = self.db_path(database_id, "/raw");
         let body = match statements {
             [one] => serde_json::json!({ "sql": one, "params": [] }),
@@ -457,7 +458,7 @@ async fn decode_page(
     operation: &str,
     mut resp: reqwest::Response,
     cells_hint: usize,
-) -> Result<Vec<crate::source::Page>, ApiError> {
+) -> Result<Vec<crate::rows::Page>, ApiError> {
     let h = head(&resp);
     if h.status != 200 || h.challenged {
         // Error bodies are small: decode them with the envelope rules.
@@ -485,7 +486,7 @@ async fn decode_page(
             ),
         )
     };
-    let mut decoder = crate::source::stream::PageDecoder::with_capacity(cells_hint);
+    let mut decoder = crate::d1::stream::PageDecoder::with_capacity(cells_hint);
     while let Some(chunk) = resp
         .chunk()
         .await

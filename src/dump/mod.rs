@@ -14,6 +14,7 @@
 //!
 //! Pages are fetched one ahead: while a page is turned into SQL, the next is on the wire.
 
+pub mod export;
 pub mod paging;
 pub mod schema;
 pub mod sql;
@@ -23,16 +24,19 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::compress::Piece;
-use crate::progress::Progress;
-use crate::source::{Page, Source, Value, is_memory_limit};
+use crate::manifest::TableStats;
+use crate::rows::{Page, Value};
+use crate::source::{Source, is_memory_limit};
+use crate::sqltext::{MAX_STATEMENT_BYTES, quote_ident, quote_str};
+use crate::util::progress::Progress;
+use crate::write::compress::Piece;
 use paging::{LongValue, PagePolicy, long_pieces_query, page_read, parse_long_marker};
 use schema::{RowKey, Schema, Table, TableKind, VirtualContent};
-use sql::{Cell, MAX_STATEMENT_BYTES, RowWriter, quote_ident, quote_str};
+use sql::{Cell, RowWriter};
 
 /// Which tables and which parts go into a dump.
 #[derive(Debug, Clone, Default)]
@@ -99,15 +103,6 @@ pub struct DumpHeader {
     pub method: String,
 }
 
-/// Per-table result.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TableStats {
-    pub name: String,
-    /// `table` or `virtual`.
-    pub kind: String,
-    pub rows: u64,
-}
-
 /// What a dump contained.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DumpStats {
@@ -149,8 +144,8 @@ impl Out<'_> {
         let next = String::with_capacity(self.chunk + (1 << 16));
         let data = Bytes::from(std::mem::replace(&mut self.buf, next).into_bytes());
         tokio::select! {
-            r = self.tx.send(Piece::Data(data)) => r.map_err(|_| anyhow!(crate::PipelineClosed)),
-            _ = self.cancel.cancelled() => Err(anyhow!(crate::Cancelled)),
+            r = self.tx.send(Piece::Data(data)) => r.map_err(|_| anyhow!(crate::util::PipelineClosed)),
+            _ = self.cancel.cancelled() => Err(anyhow!(crate::util::Cancelled)),
         }
     }
 }
@@ -160,7 +155,7 @@ pub async fn read_schema(source: &dyn Source, filter: &TableFilter) -> Result<Sc
     let mut schema = schema::read(source).await?;
     let unknown = filter.unknown_names(&schema);
     if !unknown.is_empty() {
-        return Err(crate::config::InputError::new(
+        return Err(crate::cli::config::InputError::new(
             if filter
                 .include
                 .as_ref()
@@ -246,7 +241,7 @@ pub async fn dump(
                         stats.statements += 1;
                         rows = count_rows(source.as_ref(), &t.name).await?;
                         stats.requests += 1;
-                        crate::log::debug(format!(
+                        crate::util::log::debug(format!(
                             "virtual table {:?} is rebuilt from {from:?} on restore",
                             t.name
                         ));
@@ -350,7 +345,7 @@ async fn fetch_page(
                 Ok(page) => return Ok((page, limit, requests)),
                 Err(e) if disagreements < MAX_GROUP_RETRIES => {
                     disagreements += 1;
-                    crate::log::debug(format!(
+                    crate::util::log::debug(format!(
                         "table {:?}: {e}; reading the page again",
                         table.name
                     ));
@@ -359,7 +354,7 @@ async fn fetch_page(
             },
             Err(e) if is_memory_limit(&e) => match policy.shrink(limit) {
                 Some(smaller) => {
-                    crate::log::debug(format!(
+                    crate::util::log::debug(format!(
                         "table {:?}: page of {limit} rows too large for D1, retrying with {smaller}",
                         table.name
                     ));
@@ -408,7 +403,7 @@ async fn dump_rows(
     while let Some(handle) = pending.take() {
         if out.cancel.is_cancelled() {
             handle.abort();
-            bail!(crate::Cancelled);
+            bail!(crate::util::Cancelled);
         }
         let (page, used_limit, requests) = handle.await.context("page fetch task failed")??;
         stats.requests += requests;
@@ -419,7 +414,7 @@ async fn dump_rows(
         if page.len() >= used_limit {
             let last = next_key(&table, &page.row(page.len() - 1))?;
             limit = policy.next_limit(used_limit, page.len(), page.bytes());
-            crate::log::debug(format!(
+            crate::util::log::debug(format!(
                 "table {:?}: page of {} rows ({} bytes); next page {limit} rows",
                 table.name,
                 page.len(),

@@ -10,8 +10,8 @@
 //! from what the last page weighed, and shrinks hard when D1 reports its memory limit.
 
 use super::schema::{RowKey, Table};
-use super::sql::{MAX_STATEMENT_BYTES, quote_ident};
-use crate::source::Page;
+use crate::rows::Page;
+use crate::sqltext::{MAX_STATEMENT_BYTES, quote_ident};
 
 /// Byte-targeted page sizing.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +61,7 @@ impl PagePolicy {
 
 /// The select expression of one value: an exact SQL literal, or for a REAL the value
 /// itself (D1's `quote()` prints some REALs inexactly, while its JSON numbers are exact; the
-/// decoder turns them into [`crate::literal::real_literal`]). With `negative_zero` (the
+/// decoder turns them into [`crate::sqltext::literal::real_literal`]). With `negative_zero` (the
 /// server has SQLite's math functions), `-0.0` keeps its sign, which JSON drops.
 fn literal_expr(col: &str, negative_zero: bool) -> String {
     let negzero = if negative_zero {

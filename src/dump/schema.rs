@@ -12,7 +12,8 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result, bail};
 
-use crate::source::{Rows, Source, Value};
+use crate::rows::{Rows, Value};
+use crate::source::Source;
 
 /// Type affinity of a column, from its declared type (SQLite §3.1 rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,7 +342,7 @@ async fn read_columns(
                 let rows = source
                     .query(
                         &format!("read columns of table {name:?}"),
-                        &format!("PRAGMA table_xinfo({})", super::sql::quote_ident(name)),
+                        &format!("PRAGMA table_xinfo({})", crate::sqltext::quote_ident(name)),
                     )
                     .await?;
                 out.insert(lower(name), columns_from_pragma(&rows)?);
@@ -393,7 +394,10 @@ async fn read_foreign_keys(
                 let rows = source
                     .query(
                         &format!("read foreign keys of table {name:?}"),
-                        &format!("PRAGMA foreign_key_list({})", super::sql::quote_ident(name)),
+                        &format!(
+                            "PRAGMA foreign_key_list({})",
+                            crate::sqltext::quote_ident(name)
+                        ),
                     )
                     .await?;
                 if let Some(c) = rows.col("table") {
@@ -424,7 +428,7 @@ async fn read_pk_indexes(source: &dyn Source, names: &[String]) -> Result<HashSe
                 let rows = source
                     .query(
                         &format!("read indexes of table {name:?}"),
-                        &format!("PRAGMA index_list({})", super::sql::quote_ident(name)),
+                        &format!("PRAGMA index_list({})", crate::sqltext::quote_ident(name)),
                     )
                     .await?;
                 if let Some(c) = rows.col("origin")
@@ -484,7 +488,7 @@ pub fn row_key(table: &str, kind: &TableKind, cols: &[Column], pk_index: bool) -
             explicit,
         }),
         (None, Some(a)) => Ok(RowKey::Rowid {
-            name: super::sql::quote_ident(&a),
+            name: crate::sqltext::quote_ident(&a),
             explicit: false,
         }),
         (None, None) => bail!(

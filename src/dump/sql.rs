@@ -17,28 +17,7 @@ use std::fmt::Write as _;
 use anyhow::{Result, bail};
 
 use super::schema::{Affinity, RowKey, Table};
-
-/// D1's maximum statement length in bytes.
-pub const MAX_STATEMENT_BYTES: usize = 100_000;
-
-/// Quote an identifier: `"` + name with `"` doubled + `"`.
-pub fn quote_ident(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 2);
-    out.push('"');
-    for c in name.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
-/// Quote a string as a SQL text literal (no newline rewriting).
-pub fn quote_str(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+use crate::sqltext::{quote_ident, quote_str};
 
 /// Rewrite a literal produced by `quote()` (or the dumper's NUL-safe form) for the dump.
 pub fn normalize_literal(lit: &str) -> Cow<'_, str> {

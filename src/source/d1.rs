@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Page, Rows, Source, SourceInfo};
+use super::{Source, SourceInfo};
 use crate::d1::{D1Client, DatabaseInfo};
+use crate::rows::{Page, Rows, Value};
 
 /// One D1 database, read through the REST API.
 pub struct D1Source {
@@ -80,8 +81,7 @@ impl Source for D1Source {
 }
 
 /// Approximate wire size of rows (strings dominate a dump page).
-pub fn estimate_bytes(rows: &[Vec<super::Value>]) -> usize {
-    use super::Value;
+pub fn estimate_bytes(rows: &[Vec<Value>]) -> usize {
     rows.iter()
         .map(|r| {
             r.iter()

@@ -5,14 +5,11 @@
 //! exercises exactly what runs against D1.
 
 pub mod d1;
-pub mod page;
 pub mod sqlite;
-pub mod stream;
 
 use async_trait::async_trait;
 
-pub use crate::d1::Value;
-pub use page::Page;
+use crate::rows::{Page, Rows};
 
 /// What a source is.
 #[derive(Debug, Clone)]
@@ -25,22 +22,6 @@ pub struct SourceInfo {
     pub kind: &'static str,
     /// Size of the database file, when known (sizes multipart parts).
     pub file_size: Option<u64>,
-}
-
-/// The result of one statement.
-#[derive(Debug, Clone, Default)]
-pub struct Rows {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Value>>,
-    /// Size of the response on the wire (or an estimate), used to size pages.
-    pub bytes: usize,
-}
-
-impl Rows {
-    /// Index of a column by name.
-    pub fn col(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|c| c == name)
-    }
 }
 
 /// A database that can be read with SQL.

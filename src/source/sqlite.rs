@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
-use super::{Page, Rows, Source, SourceInfo, Value};
+use super::{Source, SourceInfo};
+use crate::rows::{Page, Rows, Value};
 
 /// A local SQLite database.
 pub struct SqliteSource {
@@ -110,7 +111,7 @@ pub fn run_page(conn: &Connection, sql: &str, cells_hint: usize) -> anyhow::Resu
         for i in 0..n {
             match row.get_ref(i)? {
                 ValueRef::Text(t) => page.push(std::str::from_utf8(t)?),
-                ValueRef::Real(f) => page.push(&crate::literal::real_literal(f)),
+                ValueRef::Real(f) => page.push(&crate::sqltext::literal::real_literal(f)),
                 other => anyhow::bail!("expected an SQL literal, got {:?}", other.data_type()),
             }
         }

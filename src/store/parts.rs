@@ -85,7 +85,7 @@ pub struct PartWriter {
     hasher: Sha256,
     total: u64,
     parts: u64,
-    progress: Option<Arc<crate::progress::Progress>>,
+    progress: Option<Arc<crate::util::progress::Progress>>,
 }
 
 /// What [`PartWriter::finish`] reports.
@@ -113,7 +113,7 @@ impl PartWriter {
     }
 
     /// Count stored bytes into `progress`.
-    pub fn with_progress(mut self, progress: Arc<crate::progress::Progress>) -> PartWriter {
+    pub fn with_progress(mut self, progress: Arc<crate::util::progress::Progress>) -> PartWriter {
         self.progress = Some(progress);
         self
     }
@@ -122,7 +122,9 @@ impl PartWriter {
     fn claim_slot(&mut self) -> io::Result<()> {
         if self.slot.is_none() {
             let permit = futures::executor::block_on(Arc::clone(&self.slots).acquire_owned())
-                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, crate::PipelineClosed))?;
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::BrokenPipe, crate::util::PipelineClosed)
+                })?;
             self.slot = Some(permit);
             self.buf.reserve(self.part_size);
         }
@@ -139,7 +141,7 @@ impl PartWriter {
         }
         self.tx
             .blocking_send(PartMsg::Part(Part::with_slot(data, self.slot.take())))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, crate::PipelineClosed))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, crate::util::PipelineClosed))
     }
 
     /// Send the final part and the end marker.
@@ -150,7 +152,7 @@ impl PartWriter {
         }
         self.tx
             .blocking_send(PartMsg::End)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, crate::PipelineClosed))?;
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, crate::util::PipelineClosed))?;
         Ok(WrittenObject {
             bytes: self.total,
             sha256: hex::encode(self.hasher.finalize()),

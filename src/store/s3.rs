@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use tokio::task::JoinSet;
 
 use super::{Body, DeleteFailure, ObjectInfo, ObjectMeta, ObjectStore, Part, Upload, Uploaded};
-use crate::config::{ChecksumMode, InputError};
+use crate::cli::config::{ChecksumMode, InputError};
 
 /// Concurrent part uploads per object (R2 handles few concurrent parts well).
 const PART_CONCURRENCY: usize = 1;
@@ -590,7 +590,7 @@ impl Upload for S3Upload {
             }),
             Err(e) => {
                 if let Err(abort_err) = self.abort_multipart().await {
-                    crate::log::warn(format!("{abort_err:#}"));
+                    crate::util::log::warn(format!("{abort_err:#}"));
                 }
                 Err(e)
             }

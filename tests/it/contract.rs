@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use d1_backup::contract::{action_yml, inputs_table, outputs_table, replace_section};
+use d1_backup::cli::contract::{action_yml, inputs_table, outputs_table, replace_section};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -489,10 +489,10 @@ fn table_filters_round_trip() {
         assert_eq!(rows, 0, "schema-only restore has rows");
         // Triggers would fire on the data load; a data-only restore goes into tables without them.
         c.execute_batch("DROP TRIGGER books_log;").unwrap();
-        d1_backup::load::load(
+        d1_backup::read::load::load(
             &mut c,
             std::io::BufReader::new(&data_sql[..]),
-            d1_backup::load::LoadRules::d1(),
+            d1_backup::read::load::LoadRules::d1(),
         )
         .unwrap();
         c.execute_batch("CREATE TRIGGER books_log AFTER DELETE ON books BEGIN INSERT INTO logs(msg) VALUES('deleted ' || OLD.title); END;").unwrap();

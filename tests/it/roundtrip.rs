@@ -2,8 +2,8 @@
 
 use std::io::BufReader;
 
-use d1_backup::load::{LoadRules, load};
 use d1_backup::manifest::Manifest;
+use d1_backup::read::load::{LoadRules, load};
 
 use crate::support::{self, cli_env, compare, restore_d1_rules, run};
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use d1_backup::config::ChecksumMode;
+use d1_backup::cli::config::ChecksumMode;
 use d1_backup::store::local::LocalStore;
 use d1_backup::store::parts::MIB;
 use d1_backup::store::s3::S3Store;

@@ -65,11 +65,11 @@ pub fn user_tables(c: &Connection) -> Vec<(String, String, bool)> {
 
 /// Every row of a table, with rowid where it has one, in key order.
 pub fn rows(c: &Connection, table: &str, without_rowid: bool) -> Vec<Vec<Exact>> {
-    let q = d1_backup::dump::sql::quote_ident(table);
+    let q = d1_backup::sqltext::quote_ident(table);
     let cols: Vec<String> = c
         .prepare(&format!(
             "SELECT name FROM pragma_table_xinfo({}) ORDER BY cid",
-            d1_backup::dump::sql::quote_str(table)
+            d1_backup::sqltext::quote_str(table)
         ))
         .unwrap()
         .query_map([], |r| r.get::<_, String>(0))
@@ -78,7 +78,7 @@ pub fn rows(c: &Connection, table: &str, without_rowid: bool) -> Vec<Vec<Exact>>
         .collect();
     let select: Vec<String> = cols
         .iter()
-        .map(|c| d1_backup::dump::sql::quote_ident(c))
+        .map(|c| d1_backup::sqltext::quote_ident(c))
         .collect();
     let sql = if without_rowid {
         format!("SELECT {} FROM {q}", select.join(","))

@@ -47,7 +47,7 @@ pub fn build(path: &Path, many_rows: u64) {
         CREATE TABLE many(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, data BLOB, note TEXT);
         CREATE INDEX many_name ON many(name);
         "#,
-        hostile = d1_backup::dump::sql::quote_ident(HOSTILE_TABLE)
+        hostile = d1_backup::sqltext::quote_ident(HOSTILE_TABLE)
     ))
     .expect("fixture schema");
     let wide_cols: Vec<String> = (1..=100).map(|i| format!("c{i}")).collect();
@@ -159,7 +159,7 @@ pub fn build(path: &Path, many_rows: u64) {
     tx.execute(
         &format!(
             "INSERT INTO {} VALUES('SELECT * FROM x; --', '値', 1, x'22'), ('a''b', NULL, 2, NULL)",
-            d1_backup::dump::sql::quote_ident(HOSTILE_TABLE)
+            d1_backup::sqltext::quote_ident(HOSTILE_TABLE)
         ),
         [],
     )

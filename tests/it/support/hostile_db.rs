@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use d1_backup::dump::sql::{quote_ident as qi, quote_str as qs};
+use d1_backup::sqltext::{quote_ident as qi, quote_str as qs};
 
 /// Hostile names (each is a table; derived names are its columns, index, view, trigger).
 pub fn hostile_names() -> Vec<String> {

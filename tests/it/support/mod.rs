@@ -17,9 +17,9 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use d1_backup::load::{LoadRules, load};
+use d1_backup::read::load::{LoadRules, load};
 
-use d1_backup::config::ChecksumMode;
+use d1_backup::cli::config::ChecksumMode;
 use d1_backup::store::ObjectStore;
 use d1_backup::store::s3::S3Store;
 use fake_d1::{FakeD1, Options, Token};
@@ -196,7 +196,7 @@ pub fn assert_stored_backup_restores(
 }
 
 /// Restore SQL into a new SQLite file under D1's rules (statement limit, FKs, one transaction).
-pub fn restore_d1_rules(sql: &[u8], path: &Path) -> d1_backup::load::LoadStats {
+pub fn restore_d1_rules(sql: &[u8], path: &Path) -> d1_backup::read::load::LoadStats {
     let mut conn = rusqlite::Connection::open(path).unwrap();
     load(&mut conn, BufReader::new(sql), LoadRules::d1()).expect("load under D1 rules")
 }

@@ -146,7 +146,7 @@ impl ActionEnv {
     pub fn new(inputs: &[(&str, &str)]) -> ActionEnv {
         let dir = tempfile::tempdir().unwrap();
         let mut env = BTreeMap::new();
-        for spec in d1_backup::inputs::INPUTS {
+        for spec in d1_backup::cli::inputs::INPUTS {
             let v = inputs
                 .iter()
                 .find(|(k, _)| *k == spec.name)
@@ -155,7 +155,10 @@ impl ActionEnv {
             env.insert(format!("INPUT_{}", spec.name.to_ascii_uppercase()), v);
         }
         for (k, _) in inputs {
-            assert!(d1_backup::inputs::spec(k).is_some(), "undeclared input {k}");
+            assert!(
+                d1_backup::cli::inputs::spec(k).is_some(),
+                "undeclared input {k}"
+            );
         }
         for (var, file) in [
             ("GITHUB_OUTPUT", "set_output"),

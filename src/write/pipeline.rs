@@ -15,11 +15,11 @@ use anyhow::{Result, anyhow};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::compress::{self, Compression, Piece, StreamStats, Wrap};
-use crate::progress::Progress;
 use crate::store::parts::{PartMsg, PartWriter};
 use crate::store::{ObjectMeta, ObjectStore, Upload, Uploaded};
-use crate::{Cancelled, PipelineClosed};
+use crate::util::progress::Progress;
+use crate::write::compress::{self, Compression, Piece, StreamStats, Wrap};
+use crate::{util::Cancelled, util::PipelineClosed};
 
 /// Parts alive at once: one being filled plus those being uploaded.
 const PARTS_IN_MEMORY: usize = 2;
@@ -147,7 +147,7 @@ async fn upload_loop(
     // Stop the compressor first (it may be blocked sending to us), then clean up.
     drop(rx);
     if let Err(e) = upload.abort().await {
-        crate::log::warn(format!("could not abort the upload: {e:#}"));
+        crate::util::log::warn(format!("could not abort the upload: {e:#}"));
     }
     Err(failure)
 }

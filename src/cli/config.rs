@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cli::inputs::{RawInputs, spec};
 use crate::encrypt::{Identities, Recipients};
-use crate::inputs::{RawInputs, spec};
 
 /// The default Cloudflare API base URL.
 pub const DEFAULT_API_BASE: &str = "https://api.cloudflare.com/client/v4";

@@ -7,13 +7,13 @@
 //!
 //! * `result[s].results.rows[r][c]` — the cells of statement `s`: strings are SQL literals;
 //!   numbers are REALs (selected as values, because D1's `quote()` is not exact for them),
-//!   turned into their exact literal here ([`crate::literal::real_literal`]);
+//!   turned into their exact literal here ([`crate::sqltext::literal::real_literal`]);
 //! * `result[s].results.columns[i]` — the column count;
 //! * `success` and `errors[i].code/message` — the envelope verdict.
 //!
 //! Everything else is lexed and skipped. A body that ends early or is not JSON is an error.
 
-use super::Page;
+use crate::rows::Page;
 
 /// One step of the path to the current value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -447,7 +447,7 @@ impl PageDecoder {
                 _ => text.parse::<f64>().ok().filter(|f| f.is_finite()),
             }
             .ok_or_else(|| format!("expected an SQL literal string or a REAL, got {text}"))?;
-            let literal = crate::literal::real_literal(real);
+            let literal = crate::sqltext::literal::real_literal(real);
             self.page_mut().push(&literal);
             self.row_cells += 1;
         } else if self.path_is(&[P::Rows, P::RowsArray]) {
@@ -599,7 +599,7 @@ mod tests {
         let d = decode_in_chunks(body.as_bytes(), 4).unwrap();
         let page = &d.pages[0];
         for (r, v) in [0.1, 1e-300, -5e-324, 3.0].into_iter().enumerate() {
-            assert_eq!(page.cell(r, 0), crate::literal::real_literal(v));
+            assert_eq!(page.cell(r, 0), crate::sqltext::literal::real_literal(v));
         }
     }
 

@@ -15,8 +15,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::progress::Progress;
 use crate::store::parts::{PartWriter, WrittenObject};
+use crate::util::progress::Progress;
 
 /// zstd job size with worker threads (the default, 4× the window, costs tens of MiB).
 const JOB_SIZE: u32 = 2 << 20;
@@ -148,7 +148,7 @@ pub fn run(
                 writer.write_all(&chunk).map_err(io_error)?;
             }
             Some(Piece::End) => break,
-            None => return Err(anyhow!(crate::PipelineClosed)),
+            None => return Err(anyhow!(crate::util::PipelineClosed)),
         }
     }
     let parts = writer.finish()?;
@@ -169,7 +169,7 @@ pub fn run(
 /// Keep a closed-pipeline marker recognisable through `io::Error`.
 fn io_error(e: std::io::Error) -> anyhow::Error {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
-        anyhow!(crate::PipelineClosed)
+        anyhow!(crate::util::PipelineClosed)
     } else {
         anyhow::Error::from(e).context("compressing the dump")
     }

@@ -1,12 +1,12 @@
 //! The public contract in the formats users read: `action.yml` and the README's input and
-//! output tables, rendered from [`crate::inputs::INPUTS`] and [`crate::report::OUTPUTS`].
+//! output tables, rendered from [`crate::cli::inputs::INPUTS`] and [`crate::cli::report::OUTPUTS`].
 //!
 //! The files are checked in; a test renders them again and fails if they differ
 //! (`UPDATE_GENERATED=1` rewrites them), so the action, the docs and the binary can never
 //! disagree about an input's name or default.
 
-use crate::inputs::INPUTS;
-use crate::report::OUTPUTS;
+use crate::cli::inputs::INPUTS;
+use crate::cli::report::OUTPUTS;
 
 /// YAML single-quoted scalar.
 fn yq(s: &str) -> String {

@@ -10,6 +10,7 @@
 //! changed during the dump, the upload is aborted and the dump redone, up to
 //! `consistency-retries` times; after that the backup is kept and marked `consistent: false`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,20 +18,20 @@ use anyhow::{Context, Result, anyhow};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::compress::Compression;
-use crate::config::{InputError, Method};
+use crate::cli::config::{InputError, Method};
 use crate::dump::schema::Schema;
-use crate::dump::{self, DumpHeader, DumpOptions, TableStats};
+use crate::dump::{self, DumpHeader, DumpOptions};
 use crate::encrypt::{self, Recipients};
 use crate::manifest::{
-    self, DatabaseRef, Digest, DumpSelection, Manifest, ObjectMetadata, Reordered, Timings, rfc3339,
+    self, DatabaseRef, Digest, DumpSelection, Manifest, Reordered, TableStats, Timings, rfc3339,
 };
-use crate::pipeline::{self, Streamed, Target};
-use crate::progress::{self, Progress};
 use crate::source::Source;
 use crate::store::parts::plan_part_size;
 use crate::store::{ObjectMeta, ObjectStore};
-use crate::{config, export, log};
+use crate::util::progress::{self, Progress};
+use crate::write::compress::Compression;
+use crate::write::pipeline::{self, Streamed, Target};
+use crate::{cli::config, dump::export, util::log};
 
 /// What to back up and how.
 #[derive(Debug, Clone)]
@@ -389,4 +390,62 @@ pub async fn write_manifest(store: &dyn ObjectStore, manifest: &Manifest) -> Res
         return Err(e.context(format!("writing manifest {mkey}")));
     }
     Ok(())
+}
+
+/// Object metadata written with a backup (ASCII-safe values).
+pub struct ObjectMetadata<'a> {
+    pub timestamp: &'a str,
+    pub table_count: usize,
+    pub database_id: &'a str,
+    pub database_name: &'a str,
+    pub method: &'a str,
+    pub compression: &'a str,
+    pub bookmark: Option<&'a str>,
+    pub encryption: Option<&'a str>,
+}
+
+impl ObjectMetadata<'_> {
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let mut put = |k: &str, v: &str| {
+            m.insert(k.to_string(), crate::store::metadata_value(v));
+        };
+        put("timestamp", self.timestamp);
+        put("table-count", &self.table_count.to_string());
+        put("database-id", self.database_id);
+        put("database-name", self.database_name);
+        put("method", self.method);
+        put("compression", self.compression);
+        put("tool-version", env!("CARGO_PKG_VERSION"));
+        if let Some(b) = self.bookmark {
+            put("bookmark", b);
+        }
+        if let Some(e) = self.encryption {
+            put("encryption", e);
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_ascii_and_small() {
+        let m = ObjectMetadata {
+            timestamp: "2026-11-28T09:15:26.123Z",
+            table_count: 3,
+            database_id: "id",
+            database_name: "naïve\ndb",
+            method: "query",
+            compression: "zstd",
+            bookmark: None,
+            encryption: None,
+        }
+        .to_map();
+        assert_eq!(m["database-name"], "na%C3%AFve%0Adb");
+        assert_eq!(m["table-count"], "3");
+        crate::store::validate_metadata(&m).unwrap();
+    }
 }

@@ -4,7 +4,7 @@
 //! appended to `$GITHUB_OUTPUT` in heredoc form with a fresh random delimiter per value and
 //! LF line endings; the summary is Markdown appended to `$GITHUB_STEP_SUMMARY` and kept well
 //! under the runner's 1 MiB limit; workflow commands are single lines with the runner's
-//! escaping. Every value is passed through [`crate::secrets::redact`] on the way out.
+//! escaping. Every value is passed through [`crate::util::secrets::redact`] on the way out.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -12,56 +12,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use crate::secrets::redact;
+use crate::util::secrets::redact;
+pub use crate::util::workflow::{
+    add_mask, error_annotation, escape_data, escape_property, is_actions, warning_annotation,
+};
 
 /// The runner drops a step summary larger than 1 MiB; stay far below it.
 pub const SUMMARY_LIMIT: usize = 512 * 1024;
-
-/// True when running inside a GitHub Actions job.
-pub fn is_actions() -> bool {
-    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
-}
-
-/// Escape a workflow-command message (`%`, CR, LF), as the toolkit does.
-pub fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// Escape a workflow-command property value (message escaping plus `:` and `,`).
-pub fn escape_property(s: &str) -> String {
-    escape_data(s).replace(':', "%3A").replace(',', "%2C")
-}
-
-/// Print `::add-mask::` for a secret (stdout, before anything could reveal it).
-pub fn add_mask(secret: &str) {
-    // Each line of a multi-line secret is masked by the runner individually; escaping keeps
-    // the command on one line.
-    println!("::add-mask::{}", escape_data(secret));
-}
-
-/// Print an `::error` annotation (only under Actions; the message is redacted).
-pub fn error_annotation(title: &str, message: &str) {
-    if is_actions() {
-        println!(
-            "::error title={}::{}",
-            escape_property(title),
-            escape_data(&redact(message))
-        );
-    }
-}
-
-/// Print a `::warning` annotation (only under Actions; the message is redacted).
-pub fn warning_annotation(title: &str, message: &str) {
-    if is_actions() {
-        println!(
-            "::warning title={}::{}",
-            escape_property(title),
-            escape_data(&redact(message))
-        );
-    }
-}
 
 /// Action outputs collected during a run and written once at the end.
 #[derive(Debug, Default)]

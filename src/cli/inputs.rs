@@ -11,7 +11,7 @@
 //!
 //! Empty (or all-whitespace) values count as unset: the runner exports every declared input,
 //! empty when the workflow did not set it. Environment variables are read with `envy`.
-//! Values are kept as strings here; [`crate::config`] turns them into typed configuration.
+//! Values are kept as strings here; [`crate::cli::config`] turns them into typed configuration.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -3,6 +3,13 @@
 //! Exit codes: 0 success, 1 the operation failed, 2 bad input (nothing was written),
 //! 130/143 interrupted by SIGINT/SIGTERM (any multipart upload is aborted first).
 
+pub mod action;
+pub mod config;
+pub mod contract;
+pub mod inputs;
+pub mod many;
+pub mod report;
+
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,25 +20,27 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::action::{self, Outputs};
-use crate::backup::{self, BackupJob};
+use crate::catalog::prune;
 use crate::catalog::{self, Selector};
-use crate::compress::Compression;
-use crate::config::{
-    ApiConfig, BackupConfig, CatalogConfig, InputError, R2Keys, RestoreConfig, RestoreTarget,
-    SourceConfig, StoreConfig,
-};
 use crate::d1::{Budget, ClientOptions, D1Client};
 use crate::dump::{DumpOptions, TableFilter};
-use crate::inputs::{INPUTS, RawInputs};
 use crate::manifest::Manifest;
+use crate::read::{restore, verify};
 use crate::source::Source;
 use crate::source::d1::D1Source;
 use crate::source::sqlite::SqliteSource;
 use crate::store::ObjectStore;
 use crate::store::local::LocalStore;
 use crate::store::s3::S3Store;
-use crate::{Cancelled, log, many, prune, report, restore, secrets, verify};
+use crate::util::{Cancelled, log, secrets};
+use crate::write::backup::{self, BackupJob};
+use crate::write::compress::Compression;
+use action::Outputs;
+use config::{
+    ApiConfig, BackupConfig, CatalogConfig, InputError, R2Keys, RestoreConfig, RestoreTarget,
+    SourceConfig, StoreConfig,
+};
+use inputs::{INPUTS, RawInputs};
 
 /// Build the command-line interface. Every input is also a `--flag` of the same name.
 pub fn cli() -> Command {
@@ -242,7 +251,7 @@ async fn watch_signals(cancel: CancellationToken, graceful: bool) {
     SIGNAL_EXIT.store(code, std::sync::atomic::Ordering::SeqCst);
     if !graceful {
         log::error(format!("received {signal}: stopping"));
-        crate::scratch::remove_all();
+        crate::util::scratch::remove_all();
         std::process::exit(code.into());
     }
     log::error(format!(
@@ -252,7 +261,7 @@ async fn watch_signals(cancel: CancellationToken, graceful: bool) {
     cancel.cancel();
     tokio::time::sleep(Duration::from_secs(6)).await;
     log::error("did not stop within 6 s of the signal; exiting");
-    crate::scratch::remove_all();
+    crate::util::scratch::remove_all();
     std::process::exit(code.into());
 }
 
@@ -525,7 +534,7 @@ async fn backup_one(
     // Retention runs only after a backup that was written and verified.
     if !cfg.retention.is_empty() {
         let _g = log::Group::new("Retention");
-        let database = crate::config::sanitize_name(&manifest.database.name);
+        let database = crate::cli::config::sanitize_name(&manifest.database.name);
         match prune::prune(
             store.as_ref(),
             &cfg.prefix,
@@ -601,7 +610,7 @@ fn finish_many(outcomes: Vec<many::Outcome>, bucket: &str, cancel: &Cancellation
 async fn run_list(raw: &RawInputs) -> u8 {
     let result = async {
         let cfg = CatalogConfig::from_inputs(raw)?;
-        let as_json = crate::config::boolean(raw, "json", false)?;
+        let as_json = crate::cli::config::boolean(raw, "json", false)?;
         warn_unread(raw, "list");
         let budget = Arc::new(Budget::cloudflare_default());
         let (store, bucket) = open_store(&cfg.store, cfg.api.as_ref(), &budget).await?;
@@ -650,8 +659,8 @@ async fn run_list(raw: &RawInputs) -> u8 {
 async fn run_prune(raw: &RawInputs, last_run_failed: bool) -> u8 {
     let result = async {
         let cfg = CatalogConfig::from_inputs(raw)?;
-        let policy = crate::config::retention_policy(raw)?;
-        let dry_run = crate::config::boolean(raw, "dry-run", false)?;
+        let policy = crate::cli::config::retention_policy(raw)?;
+        let dry_run = crate::cli::config::boolean(raw, "dry-run", false)?;
         warn_unread(raw, "prune");
         if policy.is_empty() {
             log::warn("no keep-* input is set: nothing is ever deleted without a retention policy");
@@ -738,8 +747,8 @@ async fn database_dir_name(cfg: &CatalogConfig, budget: &Arc<Budget>) -> Result<
         .database
         .as_deref()
         .ok_or_else(|| InputError::new("database", "is required to find the latest backup"))?;
-    if !crate::config::is_uuid(db) {
-        return Ok(crate::config::sanitize_name(db));
+    if !crate::cli::config::is_uuid(db) {
+        return Ok(crate::cli::config::sanitize_name(db));
     }
     let api = cfg.api.as_ref().ok_or_else(|| {
         InputError::new(
@@ -748,7 +757,7 @@ async fn database_dir_name(cfg: &CatalogConfig, budget: &Arc<Budget>) -> Result<
         )
     })?;
     let client = D1Client::new(api, Arc::clone(budget), ClientOptions::default())?;
-    Ok(crate::config::sanitize_name(
+    Ok(crate::cli::config::sanitize_name(
         &client.resolve_database(db).await?.name,
     ))
 }

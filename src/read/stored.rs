@@ -1,6 +1,6 @@
 //! Reading a stored backup back, trusting nothing the store says until it is checked.
 //!
-//! [`fetch`] downloads the object into a private scratch file ([`crate::scratch`]) while
+//! [`fetch`] downloads the object into a private scratch file ([`crate::util::scratch`]) while
 //! hashing it, reading at most one byte more than the manifest's size; only when the size
 //! and SHA-256 match the manifest is any SQL produced. [`Spooled::sql`] then decrypts (age)
 //! and decompresses (zstd) the spooled bytes — however often a command needs them, always the
@@ -14,11 +14,11 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::codec;
 use crate::encrypt::Identities;
 use crate::manifest::Manifest;
-use crate::scratch::Scratch;
+use crate::read::codec;
 use crate::store::ObjectStore;
+use crate::util::scratch::Scratch;
 
 /// A backup's object, downloaded and checked against its manifest.
 #[derive(Debug)]

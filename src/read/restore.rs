@@ -1,14 +1,14 @@
 //! Restoring a backup: to a local SQLite file, or into a D1 database through D1's import API.
 //!
 //! To a file: the backup is loaded into a private (`0600`) temporary file beside the target,
-//! checked (hashes, integrity, foreign keys, row counts — see [`crate::verify`]), synced and
+//! checked (hashes, integrity, foreign keys, row counts — see [`crate::read::verify`]), synced and
 //! renamed into place; an existing file is only replaced with `force`.
 //!
 //! To D1: by default only into an empty database (tables other than `_cf_*` and SQLite's own
 //! → refused; `force` drops them), and into the database the backup came from only with
 //! `overwrite-source` naming it. Nothing is dropped before the whole backup has been checked:
 //! it is downloaded once into a private scratch file and its hash checked
-//! ([`crate::stored`]), then its SQL is read in full — decrypted, decompressed, every
+//! ([`crate::read::stored`]), then its SQL is read in full — decrypted, decompressed, every
 //! statement split and checked, its size and SHA-256 compared with the manifest, and the MD5
 //! that D1's import needs computed — and only then are the target's objects dropped and the
 //! same checked bytes uploaded. Afterwards the target's row counts are compared with the
@@ -23,22 +23,22 @@ use bytes::Bytes;
 use md5::{Digest as _, Md5};
 use tokio::sync::mpsc;
 
-use crate::codec;
-use crate::config::InputError;
+use crate::cli::config::InputError;
 use crate::d1::import::ImportStart;
 use crate::d1::{D1Client, DatabaseInfo};
 use crate::dump::schema::{self, is_internal};
-use crate::dump::sql::MAX_STATEMENT_BYTES;
-use crate::dump::sql::quote_ident;
 use crate::encrypt::Identities;
-use crate::log;
 use crate::manifest::Manifest;
-use crate::scratch::Scratch;
+use crate::read::codec;
+use crate::read::stored;
+use crate::read::verify::{self, TableCheck, VerifyReport};
 use crate::source::Source;
 use crate::source::d1::D1Source;
+use crate::sqltext::MAX_STATEMENT_BYTES;
+use crate::sqltext::quote_ident;
 use crate::store::ObjectStore;
-use crate::stored;
-use crate::verify::{self, TableCheck, VerifyReport};
+use crate::util::log;
+use crate::util::scratch::Scratch;
 
 /// Restore to a new SQLite file at `path`.
 pub async fn to_file(
@@ -129,7 +129,7 @@ pub async fn to_d1(
     let found = match client.resolve_database(name).await {
         Ok(db) => Some(db),
         Err(e) if target.create && e.chain().any(|c| c.is::<InputError>()) => {
-            if crate::config::is_uuid(name) {
+            if crate::cli::config::is_uuid(name) {
                 return Err(InputError::new(
                     "restore-to",
                     "`create` needs a database name, not a UUID",
@@ -363,7 +363,7 @@ async fn check_sql(
             md5: Md5::new(),
             size: 0,
         };
-        let stats = crate::load::check_statements(&mut md5, MAX_STATEMENT_BYTES)
+        let stats = crate::read::load::check_statements(&mut md5, MAX_STATEMENT_BYTES)
             .context("the backup's SQL would not load into D1; nothing was changed")?;
         Ok((hex::encode(md5.md5.finalize()), md5.size, stats.statements))
     })

@@ -7,7 +7,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::config::InputError;
+use crate::cli::config::InputError;
 use crate::encrypt::{self, Identities};
 use crate::manifest::Manifest;
 

@@ -1,12 +1,12 @@
 //! Verifying a backup by restoring it, and the restore to a file that both commands share.
 //!
 //! The object is downloaded into a private scratch file and its size and SHA-256 checked
-//! against the manifest before anything else happens ([`crate::stored`]); then it is
-//! decrypted when it is encrypted (see [`crate::codec`]; without the identity only the stored
+//! against the manifest before anything else happens ([`crate::read::stored`]); then it is
+//! decrypted when it is encrypted (see [`crate::read::codec`]; without the identity only the stored
 //! bytes can be checked, and the report says so), decompressed with the SQL capped at the
 //! manifest's size and hashed again, and loaded into a SQLite file the way D1 imports it
 //! (foreign keys enforced, deferred to the end; statements of at most 100,000 bytes; no
-//! ATTACH; the database capped at a few times the SQL's size — see [`crate::load`]). Then
+//! ATTACH; the database capped at a few times the SQL's size — see [`crate::read::load`]). Then
 //! `PRAGMA integrity_check`, `PRAGMA foreign_key_check` and a row count per table against the
 //! manifest. Memory stays flat: every stage streams, and the database lives on disk.
 
@@ -20,13 +20,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::VERIFY_SUFFIX;
-use crate::codec;
-use crate::dump::sql::quote_ident;
 use crate::encrypt::Identities;
-use crate::load::{LoadRules, load};
 use crate::manifest::{Manifest, rfc3339};
+use crate::read::codec;
+use crate::read::load::{LoadRules, load};
+use crate::read::stored;
+use crate::sqltext::quote_ident;
 use crate::store::{ObjectMeta, ObjectStore};
-use crate::stored;
 
 /// A table's row count, restored against recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,7 +264,7 @@ pub async fn verify(
     manifest: &Manifest,
     identities: Option<Arc<Identities>>,
 ) -> Result<VerifyReport> {
-    let (db, _) = crate::scratch::Scratch::create("d1-backup-verify")
+    let (db, _) = crate::util::scratch::Scratch::create("d1-backup-verify")
         .context("creating a temporary database for verification")?;
     let report = load_backup(Arc::clone(&store), manifest, db.path(), identities).await?;
     drop(db);
@@ -275,7 +275,7 @@ pub async fn verify(
     };
     let rkey = format!("{}{VERIFY_SUFFIX}", manifest.key);
     if let Err(e) = store.put(&rkey, body.into(), &meta).await {
-        crate::log::warn(format!(
+        crate::util::log::warn(format!(
             "could not store the verification report {rkey}: {e:#}"
         ));
     }

@@ -21,13 +21,14 @@ use anyhow::{Result, anyhow, bail};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::compress::Piece;
-use crate::config::InputError;
+use crate::cli::config::InputError;
 use crate::d1::export::{ExportDone, ExportOptions};
+use crate::dump::DumpOptions;
 use crate::dump::schema::Schema;
-use crate::dump::{DumpOptions, TableStats};
+use crate::manifest::TableStats;
 use crate::source::Source;
 use crate::source::d1::D1Source;
+use crate::write::compress::Piece;
 
 /// What an export produced.
 #[derive(Debug, Clone)]
@@ -247,9 +248,9 @@ pub async fn start(
     let options = export_options(schema, opts, filtered);
     let done = tokio::select! {
         r = source.client().export(&source.info().id, &options, timeout) => r?,
-        _ = cancel.cancelled() => bail!(crate::Cancelled),
+        _ = cancel.cancelled() => bail!(crate::util::Cancelled),
     };
-    crate::log::info(format!(
+    crate::util::log::info(format!(
         "D1 export finished after {:.1}s (the database was blocked meanwhile)",
         done.blocked.as_secs_f64()
     ));
@@ -292,12 +293,12 @@ pub async fn download(
     let send = |bytes: bytes::Bytes| async {
         tx.send(Piece::Data(bytes))
             .await
-            .map_err(|_| anyhow!(crate::PipelineClosed))
+            .map_err(|_| anyhow!(crate::util::PipelineClosed))
     };
     loop {
         let chunk = tokio::select! {
             c = resp.chunk() => c.map_err(failed)?,
-            _ = cancel.cancelled() => bail!(crate::Cancelled),
+            _ = cancel.cancelled() => bail!(crate::util::Cancelled),
         };
         let Some(chunk) = chunk else { break };
         counter.feed(&chunk);
@@ -318,7 +319,7 @@ pub async fn download(
         if !out.is_empty() {
             send(out.into()).await?;
         }
-        crate::log::info(format!(
+        crate::util::log::info(format!(
             "D1's export creates {} after a table that references it; its CREATE TABLE was moved to the top so the backup restores",
             names
                 .iter()

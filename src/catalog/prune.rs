@@ -14,10 +14,10 @@ use serde::Serialize;
 
 use crate::catalog::{self, BackupEntry, VERIFY_SUFFIX};
 use crate::encrypt::{self, Identities};
-use crate::log;
 use crate::manifest::{self, Manifest};
 use crate::retention::{self, Action, Entry, Plan, Policy};
 use crate::store::{DeleteFailure, ObjectStore};
+use crate::util::log;
 
 /// What a prune did (or, on a dry run, would do).
 #[derive(Debug, Clone, Serialize)]
@@ -238,8 +238,8 @@ pub fn table(items: &[Listed]) -> String {
         s.push_str(&format!(
             "{:<62} {:>12} {:>12} {:>7} {:>11} {:<9} {:<9} {}\n",
             i.entry.key,
-            crate::progress::human_bytes(i.entry.size),
-            opt(i.sql_bytes.map(crate::progress::human_bytes)),
+            crate::util::progress::human_bytes(i.entry.size),
+            opt(i.sql_bytes.map(crate::util::progress::human_bytes)),
             opt(i.tables.map(|t| t.to_string())),
             opt(i.rows.map(|r| r.to_string())),
             if i.entry.complete { "yes" } else { "NO" },

@@ -6,7 +6,7 @@
 //! JSON report — passes through [`redact`], so a secret that slips into a message (an HTTP
 //! library quoting a URL, a server echoing a header) is replaced by `***` before anyone sees
 //! it. Under GitHub Actions each secret is also announced with `::add-mask::` (see
-//! [`crate::action`]) so the runner masks it too.
+//! [`crate::cli::action`]) so the runner masks it too.
 //!
 //! The registry is process-wide on purpose: secrets can surface from any layer, and a
 //! redactor that had to be threaded through every call would be forgotten somewhere.

@@ -79,7 +79,7 @@ pub fn ticker(progress: Arc<Progress>, every: Option<Duration>) -> Ticker {
             interval.tick().await;
             loop {
                 interval.tick().await;
-                crate::log::info(progress.line());
+                crate::util::log::info(progress.line());
             }
         })
     });

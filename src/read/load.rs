@@ -2,7 +2,7 @@
 //!
 //! Statements are split where SQLite's own completeness rule (`sqlite3_complete`, which also
 //! understands `CREATE TRIGGER … BEGIN … END;`) splits them, in one linear pass
-//! ([`crate::sqlsplit`]), and run one at a time. Under D1's rules every statement must be at
+//! ([`crate::sqltext::split`]), and run one at a time. Under D1's rules every statement must be at
 //! most 100,000 bytes, foreign keys are enforced, and the whole load is one transaction — so
 //! the dump's `PRAGMA defer_foreign_keys=TRUE` defers the checks to the end, as in D1. A
 //! stored dump is untrusted: transaction control, ATTACH/DETACH and PRAGMAs other than the
@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
-use crate::sqlsplit::{Splitter, strip_leading_comments};
+use crate::sqltext::split::{Splitter, strip_leading_comments};
 
 /// How strictly to load.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +33,7 @@ impl LoadRules {
     /// D1's rules.
     pub fn d1() -> LoadRules {
         LoadRules {
-            max_statement_bytes: Some(crate::dump::sql::MAX_STATEMENT_BYTES),
+            max_statement_bytes: Some(crate::sqltext::MAX_STATEMENT_BYTES),
             d1_semantics: true,
             max_db_bytes: None,
         }
@@ -275,7 +275,7 @@ mod tests {
         };
         let err = for_each_statement(
             &mut counted,
-            Some(crate::dump::sql::MAX_STATEMENT_BYTES),
+            Some(crate::sqltext::MAX_STATEMENT_BYTES),
             |_, _| Ok(()),
         )
         .unwrap_err();

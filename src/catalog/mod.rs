@@ -10,6 +10,8 @@
 //! Listing, `latest`, `--before` and retention all start from here; choosing a backup is a
 //! pure function ([`pick`]).
 
+pub mod prune;
+
 use std::collections::HashSet;
 
 use anyhow::{Context, Result, bail};
@@ -108,7 +110,7 @@ pub fn check_manifest(m: &Manifest, key: &str, database: &str, time: DateTime<Ut
     if m.key != key {
         bail!("it names another backup ({:?})", m.key);
     }
-    if crate::config::sanitize_name(&m.database.name) != database {
+    if crate::cli::config::sanitize_name(&m.database.name) != database {
         bail!("it names another database ({:?})", m.database.name);
     }
     if m.time() != Some(time) {

@@ -10,13 +10,13 @@ use anyhow::{Result, anyhow};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::action::md_cell;
-use crate::config::{DatabaseSet, InputError};
+use crate::cli::action::md_cell;
+use crate::cli::config::{DatabaseSet, InputError};
 use crate::d1::D1Client;
 use crate::d1::types::DatabaseInfo;
-use crate::log;
-use crate::progress::human_bytes;
-use crate::secrets::redact;
+use crate::util::log;
+use crate::util::progress::human_bytes;
+use crate::util::secrets::redact;
 
 /// One database to back up: its label (as given, or its name) and either the resolved
 /// database or why it could not be resolved (reported as that database's failure).
@@ -135,7 +135,7 @@ impl Outcome {
 
     /// A failure before any report existed (the database could not be resolved).
     pub fn failed(database: String, message: &str, error: anyhow::Error) -> Outcome {
-        let json = crate::report::failure_json(message, &error);
+        let json = crate::cli::report::failure_json(message, &error);
         Outcome::failed_with(database, message, error, json)
     }
 
@@ -146,7 +146,7 @@ impl Outcome {
         error: anyhow::Error,
         mut json: Value,
     ) -> Outcome {
-        crate::report::mark_failed(&mut json, message, &error);
+        crate::cli::report::mark_failed(&mut json, message, &error);
         Outcome {
             database,
             json,

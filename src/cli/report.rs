@@ -5,11 +5,11 @@
 
 use serde_json::{Value, json};
 
-use crate::action::{Outputs, md_cell};
+use crate::cli::action::{Outputs, md_cell};
 use crate::manifest::Manifest;
-use crate::progress::human_bytes;
-use crate::secrets::redact;
 use crate::store::basename;
+use crate::util::progress::human_bytes;
+use crate::util::secrets::redact;
 
 /// Every output the action writes, with its description (`action.yml` declares exactly
 /// these; a test checks it).
@@ -211,12 +211,12 @@ pub fn backup_summary(m: &Manifest, bucket: &str) -> String {
 }
 
 /// The largest tables (at most 50) and the total.
-pub fn tables_markdown(tables: &[crate::dump::TableStats], total_rows: u64) -> String {
+pub fn tables_markdown(tables: &[crate::manifest::TableStats], total_rows: u64) -> String {
     const TOP: usize = 50;
     if tables.is_empty() {
         return String::new();
     }
-    let mut sorted: Vec<&crate::dump::TableStats> = tables.iter().collect();
+    let mut sorted: Vec<&crate::manifest::TableStats> = tables.iter().collect();
     sorted.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.name.cmp(&b.name)));
     let mut s = String::from("\n| Table | Rows |\n|---|---:|\n");
     for t in sorted.iter().take(TOP) {
@@ -246,7 +246,7 @@ pub fn add_verification(
     json: &mut Value,
     outputs: &mut Outputs,
     summary: &mut String,
-    v: &crate::verify::VerifyReport,
+    v: &crate::read::verify::VerifyReport,
 ) {
     json["verified"] = json!(v.verified);
     json["verification"] = json!({ "checks": v.checks, "problems": v.problems, "durationMs": v.duration_ms, "objectOnly": v.object_only });
@@ -274,7 +274,7 @@ pub fn add_prune(
     json: &mut Value,
     outputs: &mut Outputs,
     summary: &mut String,
-    p: &crate::prune::PruneOutcome,
+    p: &crate::catalog::prune::PruneOutcome,
 ) {
     use crate::retention::Action;
     let would: Vec<&str> = p

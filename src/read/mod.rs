@@ -1,0 +1,10 @@
+//! Reading backups back, trusting nothing the store says until it is checked: the one
+//! verified reader of stored objects ([`stored`], over [`codec`]: decrypt and decompress),
+//! loading SQL the way D1 imports it ([`load`]), verification ([`verify`]) and restore to a
+//! file or into D1 ([`restore`]).
+
+pub mod codec;
+pub mod load;
+pub mod restore;
+pub mod stored;
+pub mod verify;

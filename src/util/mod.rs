@@ -1,0 +1,19 @@
+//! Utilities every layer may use: logging ([`log`]), the secret registry and redaction
+//! ([`secrets`]), workflow commands ([`workflow`]), progress reporting ([`progress`]), private
+//! scratch files ([`scratch`]), and the two ways a stage stops without being the cause.
+
+pub mod log;
+pub mod progress;
+pub mod scratch;
+pub mod secrets;
+pub mod workflow;
+
+/// A stage stopped because another stage stopped first (never the root cause).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("pipeline closed")]
+pub struct PipelineClosed;
+
+/// The run was cancelled (SIGINT/SIGTERM).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;

@@ -8,14 +8,10 @@
 //! position, and secret keys pasted into the wrong input are registered as secrets.
 
 use std::fmt;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::str::FromStr;
-use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
-
-use crate::store::parts::PartWriter;
-use crate::write::compress::{FinishWrite, Wrap};
 
 /// The `encryption` value in metadata and manifests.
 pub const SCHEME: &str = "age";
@@ -76,18 +72,10 @@ impl Recipients {
         Ok(Recipients { keys, text })
     }
 
-    /// The hook that encrypts everything the compressor writes.
-    pub fn wrap(self: Arc<Self>) -> Wrap {
-        Box::new(move |parts: PartWriter| -> Result<Box<dyn FinishWrite>> {
-            let encryptor = age::Encryptor::with_recipients(
-                self.keys.iter().map(|k| k.as_ref() as &dyn age::Recipient),
-            )
-            .map_err(|e| anyhow!("cannot encrypt to the given recipients: {e}"))?;
-            let writer = encryptor
-                .wrap_output(parts)
-                .map_err(|e| anyhow!("starting age encryption: {e}"))?;
-            Ok(Box::new(AgeWriter(writer)))
-        })
+    /// An age encryptor for these recipients.
+    pub fn encryptor(&self) -> Result<age::Encryptor> {
+        age::Encryptor::with_recipients(self.keys.iter().map(|k| k.as_ref() as &dyn age::Recipient))
+            .map_err(|e| anyhow!("cannot encrypt to the given recipients: {e}"))
     }
 }
 
@@ -141,26 +129,6 @@ fn parse_recipient(entry: &str) -> Result<Box<dyn age::Recipient + Send + Sync>,
         };
     }
     Err("not an age recipient: use an X25519 public key (`age1…`) or an SSH public key (`ssh-ed25519 …`, `ssh-rsa …`)".into())
-}
-
-/// The encrypting writer between the compressor and the part writer.
-struct AgeWriter(age::stream::StreamWriter<PartWriter>);
-
-impl Write for AgeWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl FinishWrite for AgeWriter {
-    fn finish(self: Box<Self>) -> Result<PartWriter> {
-        self.0
-            .finish()
-            .map_err(|e| anyhow!("finishing age encryption: {e}"))
-    }
 }
 
 /// Secret keys that can open backups.
@@ -338,6 +306,7 @@ fn redact_key_error(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn keypair() -> (String, String) {
         let id = age::x25519::Identity::generate();

@@ -3,10 +3,10 @@
 //! Layers run one way, lowest first (`tests/architecture.rs` enforces it):
 //!
 //! 1. [`util`] — logging, secrets, workflow commands, progress, scratch files;
-//! 2. [`sqltext`] (quoting, exact REAL literals, the statement splitter) and [`rows`]
-//!    (values, pages);
-//! 3. [`manifest`] (what a backup records, and the key layout), [`encrypt`] (age keys),
-//!    [`retention`] (the pure policy);
+//! 2. [`sqltext`] (quoting, exact REAL literals, the statement splitter), [`rows`]
+//!    (values, pages) and [`keys`] (the key layout);
+//! 3. [`manifest`] (what a backup records), [`encrypt`] (age keys), [`retention`] (the pure
+//!    policy);
 //! 4. [`d1`] (the Cloudflare API client) and [`store`] (object stores: R2/S3, a directory);
 //! 5. [`source`] — where rows come from: D1 or a SQLite file;
 //! 6. [`dump`] — the two dump methods, query and export, and the schema reader;
@@ -16,17 +16,18 @@
 //!
 //! `main.rs` only calls [`cli::main_entry`].
 
-pub mod catalog;
+pub(crate) mod catalog;
 pub mod cli;
 pub mod d1;
 pub mod dump;
-pub mod encrypt;
+pub(crate) mod encrypt;
+pub mod keys;
 pub mod manifest;
 pub mod read;
-pub mod retention;
+pub(crate) mod retention;
 pub mod rows;
 pub mod source;
 pub mod sqltext;
 pub mod store;
 pub mod util;
-pub mod write;
+pub(crate) mod write;

@@ -1,67 +1,15 @@
-//! Object keys, object metadata and the per-backup manifest.
+//! The per-backup manifest: what a backup records.
 //!
-//! Key: `<prefix><database>/backup-YYYY-MM-DDTHH-mm-ss-sssZ.sql[.zst]` (the original Worker
-//! design's timestamp form, UTC). After the object is complete, `<key>.manifest.json`
-//! records everything known at the end (hashes, sizes, per-table rows, timings). A backup
-//! without its manifest is incomplete: retention never counts it, verify refuses it.
+//! After the object is complete, its manifest (key: [`crate::keys::manifest_key`]) records
+//! everything known at the end (hashes, sizes, per-table rows, timings). A backup without its
+//! manifest is incomplete: retention never counts it, verify refuses it.
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-
-/// Suffix of manifest objects.
-pub const MANIFEST_SUFFIX: &str = ".manifest.json";
-
-/// The timestamp as it appears in keys: `2026-11-28T09-15-26-123Z`.
-pub fn key_timestamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H-%M-%S-%3fZ").to_string()
-}
 
 /// RFC 3339 with milliseconds, UTC (`2026-11-28T09:15:26.123Z`).
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// The directory of a database's backups: `<prefix><name>/`.
-pub fn database_dir(prefix: &str, database: &str) -> String {
-    format!("{prefix}{database}/")
-}
-
-/// The key of a backup taken at `t`.
-pub fn backup_key(prefix: &str, database: &str, t: DateTime<Utc>, extension: &str) -> String {
-    format!(
-        "{}backup-{}{extension}",
-        database_dir(prefix, database),
-        key_timestamp(t)
-    )
-}
-
-/// A backup object recognised from its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupKey {
-    pub key: String,
-    pub timestamp: DateTime<Utc>,
-    /// `.sql`, `.sql.zst`, `.sql.zst.age`, …
-    pub extension: String,
-}
-
-const EXTENSIONS: &[&str] = &[".sql.zst.age", ".sql.age", ".sql.zst", ".sql"];
-
-/// Parse a key written by this tool for the database directory `dir` (`<prefix><name>/`).
-/// Anything else — other files, other databases' keys, manifests — gives `None`.
-pub fn parse_backup_key(dir: &str, key: &str) -> Option<BackupKey> {
-    let name = key.strip_prefix(dir)?;
-    let rest = name.strip_prefix("backup-")?;
-    let ext = EXTENSIONS.iter().find(|e| rest.ends_with(*e))?;
-    let stamp = &rest[..rest.len() - ext.len()];
-    if stamp.len() != 24 {
-        return None;
-    }
-    let naive = NaiveDateTime::parse_from_str(stamp, "%Y-%m-%dT%H-%M-%S-%3fZ").ok()?;
-    Some(BackupKey {
-        key: key.to_string(),
-        timestamp: naive.and_utc(),
-        extension: ext.to_string(),
-    })
 }
 
 /// Size and SHA-256 of a byte stream.
@@ -90,9 +38,10 @@ pub struct Timings {
     pub export_seconds: Option<f64>,
 }
 
-/// What was selected for the dump.
+/// What goes into a dump (and what a manifest records of it): which tables, and whether the
+/// rows or the schema are left out. Table names match case-insensitively.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DumpSelection {
+pub struct Selection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -101,6 +50,31 @@ pub struct DumpSelection {
     pub no_data: bool,
     #[serde(default)]
     pub no_schema: bool,
+}
+
+impl Selection {
+    /// Whether a table filter is set.
+    pub fn filters(&self) -> bool {
+        self.tables.is_some() || !self.exclude_tables.is_empty()
+    }
+
+    /// Whether the table `name` is kept.
+    pub fn keeps(&self, name: &str) -> bool {
+        let hit = |list: &[String]| list.iter().any(|n| n.eq_ignore_ascii_case(name));
+        self.tables.as_ref().is_none_or(|inc| hit(inc)) && !hit(&self.exclude_tables)
+    }
+
+    /// Names of `tables` and `exclude_tables` that are not among `known` (lower-case
+    /// table names), each with whether it came from `tables` (true) or `exclude_tables`.
+    pub fn unknown(&self, known: &std::collections::HashSet<String>) -> Vec<(String, bool)> {
+        let included = self.tables.iter().flatten().map(|n| (n, true));
+        let excluded = self.exclude_tables.iter().map(|n| (n, false));
+        included
+            .chain(excluded)
+            .filter(|(n, _)| !known.contains(&n.to_ascii_lowercase()))
+            .map(|(n, inc)| (n.clone(), inc))
+            .collect()
+    }
 }
 
 /// Per-table result.
@@ -139,7 +113,7 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistent: Option<bool>,
     #[serde(default)]
-    pub selection: DumpSelection,
+    pub selection: Selection,
     pub timings: Timings,
     #[serde(default)]
     pub requests: u64,
@@ -163,75 +137,10 @@ pub struct Reordered {
 impl Manifest {
     pub const FORMAT: u32 = 1;
 
-    /// The manifest's own key.
-    pub fn key_for(object_key: &str) -> String {
-        format!("{object_key}{MANIFEST_SUFFIX}")
-    }
-
     /// The backup's timestamp.
     pub fn time(&self) -> Option<DateTime<Utc>> {
         DateTime::parse_from_rfc3339(&self.timestamp)
             .ok()
             .map(|t| t.with_timezone(&Utc))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    #[test]
-    fn key_naming_table() {
-        let cases = [
-            (
-                "",
-                "db",
-                "2026-11-28T09:15:26.123Z",
-                ".sql.zst",
-                "db/backup-2026-11-28T09-15-26-123Z.sql.zst",
-            ),
-            (
-                "backups/",
-                "prod",
-                "2026-01-02T03:04:05Z",
-                ".sql",
-                "backups/prod/backup-2026-01-02T03-04-05-000Z.sql",
-            ),
-            (
-                "x-",
-                "a_b",
-                "1999-12-31T23:59:59.999Z",
-                ".sql.zst.age",
-                "x-a_b/backup-1999-12-31T23-59-59-999Z.sql.zst.age",
-            ),
-        ];
-        for (prefix, db, time, ext, want) in cases {
-            let key = backup_key(prefix, db, t(time), ext);
-            assert_eq!(key, want);
-            let parsed = parse_backup_key(&database_dir(prefix, db), &key).unwrap();
-            assert_eq!(parsed.timestamp, t(time));
-            assert_eq!(parsed.extension, ext);
-        }
-    }
-
-    #[test]
-    fn foreign_keys_are_not_backups() {
-        let dir = "p/db/";
-        for key in [
-            "p/db/backup-2026-11-28T09-15-26-123Z.sql.zst.manifest.json",
-            "p/db/notes.txt",
-            "p/db/backup-2026-13-28T09-15-26-123Z.sql.zst",
-            "p/db/backup-2026-11-28T09-15-26Z.sql.zst",
-            "p/db/backup-2026-11-28T09-15-26-123Z.tar",
-            "p/db2/backup-2026-11-28T09-15-26-123Z.sql.zst",
-            "p/db/sub/backup-2026-11-28T09-15-26-123Z.sql.zst",
-            "p/dbbackup-2026-11-28T09-15-26-123Z.sql.zst",
-        ] {
-            assert_eq!(parse_backup_key(dir, key), None, "{key}");
-        }
     }
 }

@@ -24,7 +24,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, Months, TimeDelta, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::MANIFEST_SUFFIX;
+use crate::keys;
 
 /// Retention rules; every count is "the N most recent periods that have a backup".
 ///
@@ -305,20 +305,18 @@ impl Plan {
         self.decisions.iter().filter(|d| d.action == action).count()
     }
 
-    /// Keys to delete: for a deleted complete backup its manifest (`<key>.manifest.json`) and
-    /// then the object; for a deleted incomplete backup just the object.
+    /// Keys to delete, in the order to delete them: first the manifest and verification report
+    /// of every deleted complete backup, then every deleted object (complete or not).
     ///
-    /// The manifest comes first so that an interrupted deletion leaves an incomplete backup,
-    /// which a later run deletes, rather than a manifest without its object.
+    /// Manifests go first so that an interrupted deletion leaves incomplete backups, which a
+    /// later run deletes, rather than a manifest without its object.
     pub fn delete_keys(&self) -> Vec<String> {
-        let mut keys = Vec::new();
-        for d in self.decisions.iter().filter(|d| d.action == Action::Delete) {
-            if d.complete {
-                keys.push(format!("{}{MANIFEST_SUFFIX}", d.key));
-            }
-            keys.push(d.key.clone());
-        }
-        keys
+        let doomed = || self.decisions.iter().filter(|d| d.action == Action::Delete);
+        let companions = doomed()
+            .filter(|d| d.complete)
+            .flat_map(|d| [keys::manifest_key(&d.key), keys::verify_key(&d.key)]);
+        let objects = doomed().map(|d| d.key.clone());
+        companions.chain(objects).collect()
     }
 }
 
@@ -540,7 +538,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::manifest::key_timestamp;
+    use crate::keys::key_timestamp;
 
     /// A fixed data set of 100 backup times over two years (UTC), oldest first. It has several
     /// backups on some days and in some hours, gaps of weeks, month and year boundaries,
@@ -1049,7 +1047,7 @@ mod tests {
             } else {
                 assert_eq!(soon.hold, None);
                 assert_eq!(soon.kept() + soon.deleted(), data.len(), "{spec}");
-                assert_eq!(soon.delete_keys().len(), 2 * soon.deleted(), "{spec}");
+                assert_eq!(soon.delete_keys().len(), 3 * soon.deleted(), "{spec}");
             }
         }
     }
@@ -1296,12 +1294,13 @@ mod tests {
         assert_eq!(p.decisions[3].reasons, [OLD_INCOMPLETE_REASON]);
         assert_eq!(p.decisions[4].reasons, [NOT_KEPT_REASON]);
         assert_eq!((p.kept(), p.deleted()), (2, 2));
-        // Manifests only for complete backups, before their objects.
+        // Manifests and reports only for complete backups, all before any object.
         assert_eq!(
             p.delete_keys(),
             [
-                "db/backup-2026-11-21T00-00-00-000Z.sql.zst",
                 "db/backup-2026-11-20T00-00-00-000Z.sql.zst.manifest.json",
+                "db/backup-2026-11-20T00-00-00-000Z.sql.zst.verify.json",
+                "db/backup-2026-11-21T00-00-00-000Z.sql.zst",
                 "db/backup-2026-11-20T00-00-00-000Z.sql.zst",
             ]
         );

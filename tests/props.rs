@@ -27,18 +27,19 @@ use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
+use d1_backup::dump::Piece;
 use d1_backup::dump::paging::page_query;
 use d1_backup::dump::schema::{Column, RowKey, Table, TableKind};
 use d1_backup::dump::sql::{
     Cell, Decoded, RowWriter, decode_literal, encode_text, normalize_literal,
 };
-use d1_backup::dump::{DumpHeader, DumpOptions, TableFilter, dump, read_schema};
+use d1_backup::dump::{DumpHeader, DumpOptions, dump, read_schema};
+use d1_backup::manifest::Selection;
 use d1_backup::read::load::{LoadRules, for_each_statement, load};
 use d1_backup::source::Source;
 use d1_backup::source::sqlite::{SqliteSource, run_page};
 use d1_backup::sqltext::{MAX_STATEMENT_BYTES, quote_ident, quote_str};
 use d1_backup::util::progress::Progress;
-use d1_backup::write::compress::Piece;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use rusqlite::Connection;
@@ -676,7 +677,7 @@ fn dump_file(path: &Path, limit: usize) -> anyhow::Result<String> {
         .build()?;
     rt.block_on(async {
         let source: Arc<dyn Source> = Arc::new(SqliteSource::open(path, "db")?);
-        let schema = read_schema(source.as_ref(), &TableFilter::default()).await?;
+        let schema = read_schema(source.as_ref(), &Selection::default()).await?;
         let header = DumpHeader {
             database_name: "db".into(),
             database_id: "props".into(),

@@ -1,7 +1,7 @@
 //! The backups of a database, as found in a store.
 //!
 //! Only objects this tool wrote count: keys `<prefix><database>/backup-<timestamp>.sql…`
-//! (see [`crate::manifest::parse_backup_key`]). The store is untrusted: a backup is complete
+//! (see [`crate::keys::parse_backup_key`]). The store is untrusted: a backup is complete
 //! only when its manifest is there, parses (read with a size cap), and names this very key,
 //! this database and the key's timestamp — a file that merely has the right name proves
 //! nothing. A manifest that exists but does not check out holds its backup (never counted,
@@ -10,7 +10,7 @@
 //! Listing, `latest`, `--before` and retention all start from here; choosing a backup is a
 //! pure function ([`pick`]).
 
-pub mod prune;
+pub(crate) mod prune;
 
 use std::collections::HashSet;
 
@@ -19,11 +19,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
-use crate::manifest::{self, MANIFEST_SUFFIX, Manifest};
+use crate::keys::{self, MANIFEST_SUFFIX};
+use crate::manifest::Manifest;
 use crate::store::ObjectStore;
-
-/// Suffix of the verification report written next to a backup.
-pub const VERIFY_SUFFIX: &str = ".verify.json";
 
 /// One backup object found in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,7 +48,7 @@ pub async fn list_backups(
     database: &str,
 ) -> Result<Vec<BackupEntry>> {
     use futures::StreamExt;
-    let dir = manifest::database_dir(prefix, database);
+    let dir = keys::database_dir(prefix, database);
     let objects = store
         .list(&dir)
         .await
@@ -62,7 +60,7 @@ pub async fn list_backups(
     let candidates: Vec<(String, DateTime<Utc>, u64, bool)> = objects
         .iter()
         .filter_map(|o| {
-            let parsed = manifest::parse_backup_key(&dir, &o.key)?;
+            let parsed = keys::parse_backup_key(&dir, &o.key)?;
             Some((
                 o.key.clone(),
                 parsed.timestamp,
@@ -110,14 +108,14 @@ pub fn check_manifest(m: &Manifest, key: &str, database: &str, time: DateTime<Ut
     if m.key != key {
         bail!("it names another backup ({:?})", m.key);
     }
-    if crate::cli::config::sanitize_name(&m.database.name) != database {
+    if keys::sanitize_name(&m.database.name) != database {
         bail!("it names another database ({:?})", m.database.name);
     }
     if m.time() != Some(time) {
         bail!(
             "its time ({:?}) is not the time in the key ({})",
             m.timestamp,
-            manifest::rfc3339(time)
+            crate::manifest::rfc3339(time)
         );
     }
     Ok(())
@@ -161,7 +159,7 @@ pub fn pick<'a>(
 
 /// Read a backup's manifest; it must name this very key.
 pub async fn read_manifest(store: &dyn ObjectStore, key: &str) -> Result<Manifest> {
-    let mkey = Manifest::key_for(key);
+    let mkey = keys::manifest_key(key);
     if store.head(&mkey).await?.is_none() {
         bail!(
             "backup {key:?} has no manifest ({mkey}): it is incomplete (an interrupted upload) and cannot be trusted"

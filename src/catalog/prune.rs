@@ -12,9 +12,9 @@ use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::catalog::{self, BackupEntry, VERIFY_SUFFIX};
+use crate::catalog::{self, BackupEntry};
 use crate::encrypt::{self, Identities};
-use crate::manifest::{self, Manifest};
+use crate::keys;
 use crate::retention::{self, Action, Entry, Plan, Policy};
 use crate::store::{DeleteFailure, ObjectStore};
 use crate::util::log;
@@ -93,15 +93,7 @@ pub async fn prune(
     if dry_run || doomed.is_empty() {
         return Ok(outcome);
     }
-    // Manifests (and reports) first, objects last.
-    let mut keys: Vec<String> = Vec::new();
-    for d in &doomed {
-        if d.complete {
-            keys.push(Manifest::key_for(&d.key));
-            keys.push(format!("{}{VERIFY_SUFFIX}", d.key));
-        }
-    }
-    keys.extend(doomed.iter().map(|d| d.key.clone()));
+    let keys = outcome.plan.delete_keys();
     let failures = store.delete(&keys).await?;
     for f in &failures {
         log::warn(format!(
@@ -115,7 +107,7 @@ pub async fn prune(
         .filter(|k| !failures.iter().any(|f| &f.key == k))
         .collect();
     outcome.failures = failures;
-    let dir = manifest::database_dir(prefix, database);
+    let dir = keys::database_dir(prefix, database);
     match store
         .abort_stale_uploads(&dir, now - Duration::days(1))
         .await
@@ -155,7 +147,7 @@ pub async fn list(
 ) -> Result<Vec<Listed>> {
     let entries = catalog::list_backups(store, prefix, database).await?;
     let all_keys: std::collections::HashSet<String> = store
-        .list(&manifest::database_dir(prefix, database))
+        .list(&keys::database_dir(prefix, database))
         .await?
         .into_iter()
         .map(|o| o.key)
@@ -167,7 +159,7 @@ pub async fn list(
         } else {
             None
         };
-        let verified = if all_keys.contains(&format!("{}{VERIFY_SUFFIX}", e.key)) {
+        let verified = if all_keys.contains(&keys::verify_key(&e.key)) {
             read_verified(store, &e.key).await
         } else {
             None
@@ -220,7 +212,7 @@ async fn opens(store: &dyn ObjectStore, key: &str, ids: &Identities) -> bool {
 }
 
 async fn read_verified(store: &dyn ObjectStore, key: &str) -> Option<bool> {
-    let bytes = catalog::read_small(store, &format!("{key}{VERIFY_SUFFIX}"))
+    let bytes = catalog::read_small(store, &keys::verify_key(key))
         .await
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;

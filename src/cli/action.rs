@@ -13,9 +13,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use crate::util::secrets::redact;
-pub use crate::util::workflow::{
-    add_mask, error_annotation, escape_data, escape_property, is_actions, warning_annotation,
-};
 
 /// The runner drops a step summary larger than 1 MiB; stay far below it.
 pub const SUMMARY_LIMIT: usize = 512 * 1024;
@@ -150,12 +147,6 @@ fn random_hex(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_like_the_toolkit() {
-        assert_eq!(escape_data("a%b\r\nc"), "a%25b%0D%0Ac");
-        assert_eq!(escape_property("a:b,c\n"), "a%3Ab%2Cc%0A");
-    }
 
     #[test]
     fn heredoc_render_uses_distinct_random_delimiters() {

@@ -440,6 +440,23 @@ impl RawInputs {
             .collect()
     }
 
+    /// Warn about inputs that were set but that `command` never read.
+    pub fn warn_unread(&self, command: &str) {
+        let unread = self.unread();
+        if !unread.is_empty() {
+            crate::util::log::warn(format!(
+                "input{} {} {} set but not used by `{command}`",
+                if unread.len() > 1 { "s" } else { "" },
+                unread
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if unread.len() > 1 { "are" } else { "is" }
+            ));
+        }
+    }
+
     pub fn set(&mut self, name: &str, value: &str) {
         self.values.insert(name.to_string(), value.to_string());
     }

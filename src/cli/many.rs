@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
 use futures::StreamExt;
-use serde_json::{Value, json};
 
 use crate::cli::action::md_cell;
-use crate::cli::config::{DatabaseSet, InputError};
+use crate::cli::config::DatabaseSet;
+use crate::cli::errors::InputError;
+use crate::cli::report::{BackupReport, Written};
 use crate::d1::D1Client;
 use crate::d1::types::DatabaseInfo;
 use crate::util::log;
@@ -119,56 +120,36 @@ where
 /// How one database's backup ended.
 pub struct Outcome {
     pub database: String,
-    /// Its report: the single-database report (success or failure).
-    pub json: Value,
+    /// Its report (success or failure), naming the database.
+    pub report: BackupReport,
     pub error: Option<anyhow::Error>,
 }
 
 impl Outcome {
-    pub fn succeeded(database: String, json: Value) -> Outcome {
+    /// `report` as the single-database run made it (marked failed when `error` is set).
+    pub fn new(
+        database: String,
+        mut report: BackupReport,
+        error: Option<anyhow::Error>,
+    ) -> Outcome {
+        report.database.get_or_insert_with(|| database.clone());
         Outcome {
             database,
-            json,
-            error: None,
+            report,
+            error,
         }
     }
 
     /// A failure before any report existed (the database could not be resolved).
     pub fn failed(database: String, message: &str, error: anyhow::Error) -> Outcome {
-        let json = crate::cli::report::failure_json(message, &error);
-        Outcome::failed_with(database, message, error, json)
-    }
-
-    /// A failure with the report gathered so far (e.g. written but not verified).
-    pub fn failed_with(
-        database: String,
-        message: &str,
-        error: anyhow::Error,
-        mut json: Value,
-    ) -> Outcome {
-        crate::cli::report::mark_failed(&mut json, message, &error);
-        Outcome {
-            database,
-            json,
-            error: Some(error),
-        }
+        let report = BackupReport::failed(Some(database.clone()), message, &error);
+        Outcome::new(database, report, Some(error))
     }
 }
 
-/// The `report` of a many-database run: one object per database, each with `database`.
-pub fn report(outcomes: &[Outcome]) -> Value {
-    Value::Array(
-        outcomes
-            .iter()
-            .map(|o| {
-                let mut v = o.json.clone();
-                if v.get("database").is_none() {
-                    v["database"] = json!(o.database);
-                }
-                v
-            })
-            .collect(),
-    )
+/// The `report` of a many-database run: one report per database.
+pub fn report(outcomes: &[Outcome]) -> Vec<&BackupReport> {
+    outcomes.iter().map(|o| &o.report).collect()
 }
 
 /// The job summary: one row per database and a total, then each failure in full.
@@ -179,14 +160,13 @@ pub fn summary(outcomes: &[Outcome], bucket: &str) -> String {
     );
     let (mut tables, mut rows, mut sql, mut stored, mut ms) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for o in outcomes {
-        let j = &o.json;
-        let n = |field: &str| j[field].as_u64();
-        tables += n("tableCount").unwrap_or(0);
-        rows += n("rowCount").unwrap_or(0);
-        sql += n("sizeBytes").unwrap_or(0);
-        stored += n("compressedBytes").unwrap_or(0);
-        ms += n("durationMs").unwrap_or(0);
-        let dash = || "–".to_string();
+        let w = o.report.written.as_ref();
+        tables += w.map_or(0, |w| w.table_count as u64);
+        rows += w.map_or(0, |w| w.row_count);
+        sql += w.map_or(0, |w| w.size_bytes);
+        stored += w.map_or(0, |w| w.compressed_bytes);
+        ms += w.map_or(0, |w| w.duration_ms);
+        let cell = |f: &dyn Fn(&Written) -> String| w.map(f).unwrap_or_else(|| "–".to_string());
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             md_cell(&o.database),
@@ -195,22 +175,17 @@ pub fn summary(outcomes: &[Outcome], bucket: &str) -> String {
             } else {
                 "❌ failed"
             },
-            j["key"]
-                .as_str()
-                .map(|k| format!("`{}`", md_cell(k)))
-                .unwrap_or_else(dash),
-            n("tableCount").map(|v| v.to_string()).unwrap_or_else(dash),
-            n("rowCount").map(|v| v.to_string()).unwrap_or_else(dash),
-            n("sizeBytes").map(human_bytes).unwrap_or_else(dash),
-            n("compressedBytes").map(human_bytes).unwrap_or_else(dash),
-            match j["verified"].as_bool() {
+            cell(&|w| format!("`{}`", md_cell(&w.key))),
+            cell(&|w| w.table_count.to_string()),
+            cell(&|w| w.row_count.to_string()),
+            cell(&|w| human_bytes(w.size_bytes)),
+            cell(&|w| human_bytes(w.compressed_bytes)),
+            match o.report.verified.as_ref().map(|v| v.verified) {
                 Some(true) => "yes".to_string(),
                 Some(false) => "**no**".to_string(),
-                None => dash(),
+                None => "–".to_string(),
             },
-            n("durationMs")
-                .map(|v| format!("{:.1} s", v as f64 / 1000.0))
-                .unwrap_or_else(dash),
+            cell(&|w| format!("{:.1} s", w.duration_ms as f64 / 1000.0)),
         ));
     }
     let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
@@ -238,6 +213,7 @@ pub fn summary(outcomes: &[Outcome], bucket: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn db(name: &str, uuid: &str) -> DatabaseInfo {
         serde_json::from_value(json!({"uuid": uuid, "name": name})).unwrap()
@@ -293,30 +269,80 @@ mod tests {
         }
     }
 
+    fn ok(key: &str, tables: usize, rows: u64, sql: u64, stored: u64, ms: u64) -> BackupReport {
+        use crate::cli::report::{Status, Verification, Verified};
+        BackupReport {
+            status: Status::ok("Backup completed successfully"),
+            database: None,
+            written: Some(Written {
+                filename: key.rsplit('/').next().unwrap().into(),
+                timestamp: "2026-01-01T00:00:00Z".into(),
+                table_count: tables,
+                key: key.into(),
+                bucket: "bkt".into(),
+                database_id: "id".into(),
+                method: "query".into(),
+                compression: "zstd".into(),
+                size_bytes: sql,
+                compressed_bytes: stored,
+                sha256: String::new(),
+                sql_sha256: String::new(),
+                row_count: rows,
+                duration_ms: ms,
+                tables: Vec::new(),
+                warnings: Vec::new(),
+                bookmark: None,
+                consistent: None,
+                export_seconds: None,
+                encryption: None,
+            }),
+            verified: Some(Verified {
+                verified: true,
+                verification: Verification {
+                    checks: Vec::new(),
+                    problems: Vec::new(),
+                    duration_ms: 1,
+                    object_only: false,
+                },
+            }),
+            retention: None,
+        }
+    }
+
     #[test]
     fn summary_has_a_row_per_database_and_a_total() {
         let outcomes = vec![
-            Outcome::succeeded(
+            Outcome::new(
                 "a|b".into(),
-                json!({"key": "a/backup-1.sql.zst", "tableCount": 2, "rowCount": 10, "sizeBytes": 2048, "compressedBytes": 512, "verified": true, "durationMs": 1500}),
+                ok("a/backup-1.sql.zst", 2, 10, 2048, 512, 1500),
+                None,
             ),
-            Outcome::succeeded(
+            Outcome::new(
                 "empty".into(),
-                json!({"key": "empty/backup-1.sql.zst", "tableCount": 0, "rowCount": 0, "sizeBytes": 100, "compressedBytes": 50, "verified": true, "durationMs": 500}),
+                ok("empty/backup-1.sql.zst", 0, 0, 100, 50, 500),
+                None,
             ),
             Outcome::failed("broken".into(), "Backup failed", anyhow!("HTTP 500")),
         ];
         let s = summary(&outcomes, "bkt");
-        assert!(s.contains("| a\\|b | ✅ ok |"), "{s}");
+        assert!(
+            s.contains("| a\\|b | ✅ ok | `a/backup-1.sql.zst` | 2 | 10 | 2.0 KiB |"),
+            "{s}"
+        );
         assert!(s.contains("| broken | ❌ failed | – |"), "{s}");
         assert!(
             s.contains("| **Total: 3** | 2 ok, 1 failed | | 2 | 10 |"),
             "{s}"
         );
         assert!(s.contains("**broken failed:** HTTP 500"), "{s}");
-        let r = report(&outcomes);
+        let r = serde_json::to_value(report(&outcomes)).unwrap();
         assert_eq!(r.as_array().unwrap().len(), 3);
+        assert_eq!(r[0]["database"], "a|b");
+        assert_eq!(r[0]["tableCount"], 2);
+        assert_eq!(r[0]["verified"], true);
         assert_eq!(r[2]["database"], "broken");
         assert_eq!(r[2]["success"], false);
+        assert_eq!(r[2]["error"], "HTTP 500");
+        assert!(r[2].get("key").is_none());
     }
 }

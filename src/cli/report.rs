@@ -3,7 +3,7 @@
 //! The JSON keeps the original Worker's response shape (`success`, `message`, `filename`,
 //! `timestamp`, `tableCount`) and adds the rest. The same JSON is the `report` output.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::cli::action::{Outputs, md_cell};
 use crate::manifest::Manifest;
@@ -74,68 +74,187 @@ pub const OUTPUTS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The success report of one backup.
-pub fn backup_json(m: &Manifest, bucket: &str) -> Value {
-    let mut v = json!({
-        "success": true,
-        "message": "Backup completed successfully",
-        "filename": basename(&m.key),
-        "timestamp": m.timestamp,
-        "tableCount": m.table_count,
-        "key": m.key,
-        "bucket": bucket,
-        "database": m.database.name,
-        "databaseId": m.database.id,
-        "method": m.method,
-        "compression": m.compression,
-        "sizeBytes": m.sql.size,
-        "compressedBytes": m.object.size,
-        "sha256": m.object.sha256,
-        "sqlSha256": m.sql.sha256,
-        "rowCount": m.row_count,
-        "durationMs": m.timings.total_ms,
-        "tables": m.tables.iter().map(|t| json!({"name": t.name, "rows": t.rows})).collect::<Vec<_>>(),
-        "warnings": m.warnings,
-    });
-    if let Some(b) = &m.bookmark {
-        v["bookmark"] = json!(b);
+/// How a command ended: the first fields of every report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub success: bool,
+    pub message: String,
+    /// The error, in full (secrets redacted), when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Status {
+    pub fn ok(message: &str) -> Status {
+        Status {
+            success: true,
+            message: message.to_string(),
+            error: None,
+        }
     }
-    if let Some(c) = m.consistent {
-        v["consistent"] = json!(c);
+
+    pub fn failed(message: &str, error: &anyhow::Error) -> Status {
+        Status {
+            success: false,
+            message: message.to_string(),
+            error: Some(redact(&format!("{error:#}")).into_owned()),
+        }
     }
-    if let Some(s) = m.timings.export_seconds {
-        v["exportSeconds"] = json!(s);
+}
+
+/// The report of one backup (also one element of a many-database report). Keeps the
+/// original Worker's fields (`success`, `message`, `filename`, `timestamp`, `tableCount`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupReport {
+    #[serde(flatten)]
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// What was written; absent when the backup failed before it was.
+    #[serde(flatten)]
+    pub written: Option<Written>,
+    #[serde(flatten)]
+    pub verified: Option<Verified>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+}
+
+/// The backup object that was written.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Written {
+    pub filename: String,
+    pub timestamp: String,
+    pub table_count: usize,
+    pub key: String,
+    pub bucket: String,
+    pub database_id: String,
+    pub method: String,
+    pub compression: String,
+    pub size_bytes: u64,
+    pub compressed_bytes: u64,
+    pub sha256: String,
+    pub sql_sha256: String,
+    pub row_count: u64,
+    pub duration_ms: u64,
+    pub tables: Vec<TableRows>,
+    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bookmark: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistent: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
+}
+
+/// Rows of one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableRows {
+    pub name: String,
+    pub rows: u64,
+}
+
+/// A verification: `verified` and what was checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    pub verified: bool,
+    pub verification: Verification,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    pub checks: Vec<String>,
+    pub problems: Vec<String>,
+    pub duration_ms: u64,
+    pub object_only: bool,
+}
+
+/// What retention did (or, in a dry run, would do).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Retention {
+    pub dry_run: bool,
+    pub kept: usize,
+    pub deleted: usize,
+    pub deleted_keys: Vec<String>,
+    /// Why nothing was deleted, when retention held back.
+    pub hold: Option<String>,
+    pub failures: Vec<crate::store::DeleteFailure>,
+    pub aborted_uploads: usize,
+    pub decisions: Vec<crate::retention::Decision>,
+}
+
+impl BackupReport {
+    /// A backup that failed before anything was written.
+    pub fn failed(database: Option<String>, message: &str, error: &anyhow::Error) -> BackupReport {
+        BackupReport {
+            status: Status::failed(message, error),
+            database,
+            written: None,
+            verified: None,
+            retention: None,
+        }
     }
-    if let Some(e) = &m.encryption {
-        v["encryption"] = json!(e);
+
+    /// The report of a written backup.
+    pub fn written(m: &Manifest, bucket: &str) -> BackupReport {
+        BackupReport {
+            status: Status::ok("Backup completed successfully"),
+            database: Some(m.database.name.clone()),
+            written: Some(Written {
+                filename: basename(&m.key).to_string(),
+                timestamp: m.timestamp.clone(),
+                table_count: m.table_count,
+                key: m.key.clone(),
+                bucket: bucket.to_string(),
+                database_id: m.database.id.clone(),
+                method: m.method.clone(),
+                compression: m.compression.clone(),
+                size_bytes: m.sql.size,
+                compressed_bytes: m.object.size,
+                sha256: m.object.sha256.clone(),
+                sql_sha256: m.sql.sha256.clone(),
+                row_count: m.row_count,
+                duration_ms: m.timings.total_ms,
+                tables: m
+                    .tables
+                    .iter()
+                    .map(|t| TableRows {
+                        name: t.name.clone(),
+                        rows: t.rows,
+                    })
+                    .collect(),
+                warnings: m.warnings.clone(),
+                bookmark: m.bookmark.clone(),
+                consistent: m.consistent,
+                export_seconds: m.timings.export_seconds,
+                encryption: m.encryption.clone(),
+            }),
+            verified: None,
+            retention: None,
+        }
     }
-    v
+}
+
+/// A report as JSON text (for the `report` output).
+pub fn to_json<R: Serialize>(report: &R) -> String {
+    serde_json::to_string(report).unwrap_or_else(|e| {
+        format!(r#"{{"success":false,"message":"the report could not be written: {e}"}}"#)
+    })
 }
 
 /// The report as the final stdout line: secrets redacted, and no legacy `##[command]`
 /// text (the runner parses it anywhere in a line; `\u005b` is the same JSON string).
-pub fn json_line(v: &Value) -> String {
-    redact(&v.to_string()).replace("##[", "##\\u005b")
-}
-
-/// Turn a report gathered so far into a failure report (keeping what it already says).
-pub fn mark_failed(json: &mut Value, message: &str, error: &anyhow::Error) {
-    json["success"] = json!(false);
-    json["message"] = json!(message);
-    json["error"] = json!(redact(&format!("{error:#}")));
-}
-
-/// The failure report.
-pub fn failure_json(message: &str, error: &anyhow::Error) -> Value {
-    json!({
-        "success": false,
-        "message": message,
-        "error": redact(&format!("{error:#}")),
-    })
+pub fn json_line<R: Serialize>(report: &R) -> String {
+    redact(&to_json(report)).replace("##[", "##\\u005b")
 }
 
 /// Action outputs of one backup.
-pub fn backup_outputs(out: &mut Outputs, m: &Manifest, bucket: &str, report: &Value) {
+pub fn backup_outputs(out: &mut Outputs, m: &Manifest, bucket: &str) {
     out.set("filename", basename(&m.key));
     out.set("timestamp", m.timestamp.clone());
     out.set("table-count", m.table_count.to_string());
@@ -159,7 +278,6 @@ pub fn backup_outputs(out: &mut Outputs, m: &Manifest, bucket: &str, report: &Va
     if let Some(s) = m.timings.export_seconds {
         out.set("export-seconds", format!("{s:.3}"));
     }
-    out.set("report", report.to_string());
 }
 
 /// Markdown for the job summary of one backup.
@@ -241,15 +359,12 @@ pub fn tables_markdown(tables: &[crate::manifest::TableStats], total_rows: u64) 
     s
 }
 
-/// Add a verification result to the JSON report, the outputs and the summary.
-pub fn add_verification(
-    json: &mut Value,
+/// A verification result for a report; its outputs and summary lines are added.
+pub fn verified(
     outputs: &mut Outputs,
     summary: &mut String,
     v: &crate::read::verify::VerifyReport,
-) {
-    json["verified"] = json!(v.verified);
-    json["verification"] = json!({ "checks": v.checks, "problems": v.problems, "durationMs": v.duration_ms, "objectOnly": v.object_only });
+) -> Verified {
     outputs.set("verified", v.verified.to_string());
     summary.push_str(&format!(
         "\n**Verification:** {}\n\n",
@@ -267,46 +382,58 @@ pub fn add_verification(
     for p in &v.problems {
         summary.push_str(&format!("- ❌ {}\n", md_cell(p)));
     }
+    Verified {
+        verified: v.verified,
+        verification: Verification {
+            checks: v.checks.clone(),
+            problems: v.problems.clone(),
+            duration_ms: v.duration_ms,
+            object_only: v.object_only,
+        },
+    }
 }
 
-/// Add a retention outcome to the JSON report, the outputs and the summary.
-pub fn add_prune(
-    json: &mut Value,
+/// A retention outcome for a report; its outputs and summary table are added.
+pub fn retention(
     outputs: &mut Outputs,
     summary: &mut String,
     p: &crate::catalog::prune::PruneOutcome,
-) {
+) -> Retention {
     use crate::retention::Action;
-    let would: Vec<&str> = p
-        .plan
-        .decisions
-        .iter()
-        .filter(|d| d.action == Action::Delete)
-        .map(|d| d.key.as_str())
-        .collect();
-    let deleted: Vec<&str> = if p.dry_run {
-        would.clone()
+    let deleted: Vec<String> = if p.dry_run {
+        p.plan
+            .decisions
+            .iter()
+            .filter(|d| d.action == Action::Delete)
+            .map(|d| d.key.clone())
+            .collect()
     } else {
-        p.deleted.iter().map(String::as_str).collect()
+        p.deleted.clone()
     };
-    json["retention"] = json!({
-        "dryRun": p.dry_run,
-        "kept": p.kept(),
-        "deleted": deleted.len(),
-        "deletedKeys": deleted,
-        "hold": p.plan.hold.as_ref().map(|h| h.to_string()),
-        "failures": p.failures,
-        "abortedUploads": p.aborted_uploads,
-        "decisions": p.plan.decisions,
-    });
     outputs.set("kept", p.kept().to_string());
     outputs.set("deleted", deleted.len().to_string());
-    outputs.set("deleted-keys", json!(deleted).to_string());
-    summary.push_str(&format!(
+    outputs.set("deleted-keys", to_json(&deleted));
+    summary.push_str(&retention_summary(p, deleted.len()));
+    Retention {
+        dry_run: p.dry_run,
+        kept: p.kept(),
+        deleted: deleted.len(),
+        deleted_keys: deleted,
+        hold: p.plan.hold.as_ref().map(|h| h.to_string()),
+        failures: p.failures.clone(),
+        aborted_uploads: p.aborted_uploads,
+        decisions: p.plan.decisions.clone(),
+    }
+}
+
+/// The retention table of the job summary.
+fn retention_summary(p: &crate::catalog::prune::PruneOutcome, deleted: usize) -> String {
+    use crate::retention::Action;
+    let mut summary = format!(
         "\n**Retention{}:** {} kept, {} {}{}\n\n| Backup | Decision | Why |\n|---|---|---|\n",
         if p.dry_run { " (dry run)" } else { "" },
         p.kept(),
-        deleted.len(),
+        deleted,
         if p.dry_run {
             "would be deleted"
         } else {
@@ -317,7 +444,7 @@ pub fn add_prune(
             .as_ref()
             .map(|h| format!(" — nothing deleted: {h}"))
             .unwrap_or_default()
-    ));
+    );
     const ROWS: usize = 200;
     for d in p.plan.decisions.iter().take(ROWS) {
         let decision = match d.action {
@@ -345,4 +472,5 @@ pub fn add_prune(
             md_cell(&f.message)
         ));
     }
+    summary
 }

@@ -23,6 +23,15 @@ pub enum ApiErrorKind {
     Timeout,
 }
 
+/// A credential the API refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The token is invalid or lacks the permission.
+    Token,
+    /// The token has no access to the account, or the account id is wrong.
+    Account,
+}
+
 /// A failed Cloudflare API call.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -71,15 +80,19 @@ impl ApiError {
         }
     }
 
-    /// A sentence on how to fix it, where known.
+    /// Which credential the server refused, if that is what happened (the command layer
+    /// says which setting to check).
+    pub fn refused(&self) -> Option<Refused> {
+        match (self.status, self.code) {
+            (_, Some(10000)) | (Some(401), _) => Some(Refused::Token),
+            (_, Some(7403)) => Some(Refused::Account),
+            _ => None,
+        }
+    }
+
+    /// A sentence on how to fix it, where known (credentials aside: see [`Self::refused`]).
     pub fn hint(&self) -> Option<&'static str> {
         match (self.status, self.code) {
-            (_, Some(10000)) | (Some(401), _) => Some(
-                "check `api-token`: it must be a valid Cloudflare API token with D1 read permission (D1 edit for export/import)",
-            ),
-            (_, Some(7403)) => Some(
-                "check `account-id`: the token has no access to that account, or the id is wrong",
-            ),
             (_, Some(971)) | (Some(429), _) => Some(
                 "the Cloudflare API rate limit (1,200 requests per 5 minutes per token) was hit; other jobs may share this token",
             ),
@@ -197,10 +210,21 @@ mod tests {
     }
 
     #[test]
-    fn hints_name_the_input() {
-        let e = http(403, Some(10000), "Authentication error");
-        assert!(e.to_string().contains("check `api-token`"));
-        let e = http(403, Some(7403), "The given account is not valid");
-        assert!(e.to_string().contains("check `account-id`"));
+    fn refused_credentials_are_told_apart() {
+        let cases = [
+            (
+                http(403, Some(10000), "Authentication error"),
+                Some(Refused::Token),
+            ),
+            (http(401, None, "Unauthorized"), Some(Refused::Token)),
+            (
+                http(403, Some(7403), "The given account is not valid"),
+                Some(Refused::Account),
+            ),
+            (http(400, Some(7500), "no such table"), None),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.refused(), want, "{e}");
+        }
     }
 }

@@ -70,7 +70,6 @@ impl D1Client {
         timeout: Duration,
     ) -> Result<ExportDone, ApiError> {
         let path = self.db_path(database_id, "/export");
-        let op = "export";
         let started = Instant::now();
         let dump_options = json!({
             "no_data": options.no_data,
@@ -80,71 +79,18 @@ impl D1Client {
         // Starting is not idempotent (a second start is refused while one runs).
         let first = json!({ "output_format": "polling", "dump_options": dump_options });
         let mut poll = self
-            .call::<Poll>(
-                op,
-                Method::POST,
-                &path,
-                &[],
-                Some(&first),
-                Idempotency::Unsafe,
-            )
-            .await?
-            .result
-            .ok_or_else(|| {
-                ApiError::new(
-                    op,
-                    ApiErrorKind::Malformed,
-                    "export answered without a result",
-                )
-            })?;
+            .post_export(&path, &first, Idempotency::Unsafe, "export")
+            .await?;
         loop {
-            for m in &poll.messages {
-                log::debug(format!("D1 export: {m}"));
-            }
-            if poll.success == Some(false) {
-                return Err(ApiError::new(
-                    op,
-                    ApiErrorKind::Failure,
-                    poll.error
-                        .clone()
-                        .unwrap_or_else(|| "the export failed".into()),
-                ));
-            }
-            match poll.status.as_deref() {
-                Some("complete") => {
-                    let result = poll.result.as_ref();
-                    let url = result.and_then(|r| r.signed_url.clone()).ok_or_else(|| {
-                        ApiError::new(
-                            op,
-                            ApiErrorKind::Malformed,
-                            "the finished export has no signed URL",
-                        )
-                    })?;
-                    secrets::register_url(&url);
-                    return Ok(ExportDone {
-                        bookmark: poll.at_bookmark.clone().unwrap_or_default(),
-                        signed_url: url,
-                        filename: result.and_then(|r| r.filename.clone()).unwrap_or_default(),
-                        blocked: started.elapsed(),
-                    });
-                }
-                Some("error") => {
-                    return Err(ApiError::new(
-                        op,
-                        ApiErrorKind::Failure,
-                        poll.error
-                            .clone()
-                            .unwrap_or_else(|| "the export ended in an error".into()),
-                    ));
-                }
-                _ => {}
+            if let Some(done) = finished(&poll, started)? {
+                return Ok(done);
             }
             if started.elapsed() + POLL_INTERVAL > timeout {
                 return Err(ApiError::new(
-                    op,
+                    EXPORT,
                     ApiErrorKind::Timeout,
                     format!(
-                        "the export did not finish within {}s (`export-timeout`); D1 cannot cancel an export, so the database may stay blocked until it ends",
+                        "the export did not finish within {}s; D1 cannot cancel an export, so the database may stay blocked until it ends",
                         timeout.as_secs()
                     ),
                 ));
@@ -152,7 +98,7 @@ impl D1Client {
             tokio::time::sleep(POLL_INTERVAL).await;
             let Some(bookmark) = poll.at_bookmark.clone() else {
                 return Err(ApiError::new(
-                    op,
+                    EXPORT,
                     ApiErrorKind::Malformed,
                     "an active export has no at_bookmark to poll with",
                 ));
@@ -163,16 +109,69 @@ impl D1Client {
                 "dump_options": dump_options,
             });
             poll = self
-                .call::<Poll>(op, Method::POST, &path, &[], Some(&body), Idempotency::Safe)
-                .await?
-                .result
-                .ok_or_else(|| {
-                    ApiError::new(
-                        op,
-                        ApiErrorKind::Malformed,
-                        "export poll answered without a result",
-                    )
-                })?;
+                .post_export(&path, &body, Idempotency::Safe, "export poll")
+                .await?;
         }
+    }
+
+    /// One POST to the export route; `what` names it when the answer has no result.
+    async fn post_export(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        idempotency: Idempotency,
+        what: &str,
+    ) -> Result<Poll, ApiError> {
+        self.call::<Poll>(EXPORT, Method::POST, path, &[], Some(body), idempotency)
+            .await?
+            .result
+            .ok_or_else(|| {
+                ApiError::new(
+                    EXPORT,
+                    ApiErrorKind::Malformed,
+                    format!("{what} answered without a result"),
+                )
+            })
+    }
+}
+
+/// The operation name in errors.
+const EXPORT: &str = "export";
+
+/// What one poll says: the finished export, an error, or `None` while it runs.
+fn finished(poll: &Poll, started: Instant) -> Result<Option<ExportDone>, ApiError> {
+    for m in &poll.messages {
+        log::debug(format!("D1 export: {m}"));
+    }
+    let failure = |fallback: &str| {
+        ApiError::new(
+            EXPORT,
+            ApiErrorKind::Failure,
+            poll.error.clone().unwrap_or_else(|| fallback.into()),
+        )
+    };
+    if poll.success == Some(false) {
+        return Err(failure("the export failed"));
+    }
+    match poll.status.as_deref() {
+        Some("complete") => {
+            let result = poll.result.as_ref();
+            let url = result.and_then(|r| r.signed_url.clone()).ok_or_else(|| {
+                ApiError::new(
+                    EXPORT,
+                    ApiErrorKind::Malformed,
+                    "the finished export has no signed URL",
+                )
+            })?;
+            secrets::register_url(&url);
+            Ok(Some(ExportDone {
+                bookmark: poll.at_bookmark.clone().unwrap_or_default(),
+                signed_url: url,
+                filename: result.and_then(|r| r.filename.clone()).unwrap_or_default(),
+                blocked: started.elapsed(),
+            }))
+        }
+        Some("error") => Err(failure("the export ended in an error")),
+        _ => Ok(None),
     }
 }

@@ -8,9 +8,9 @@
 //! The client never puts a URL or a header in an error message: export and import hand out
 //! signed URLs that are credentials, and the token travels in a header.
 
-pub mod error;
-pub mod export;
-pub mod import;
+pub(crate) mod error;
+pub(crate) mod export;
+pub(crate) mod import;
 pub mod retry;
 pub mod stream;
 pub mod types;
@@ -22,12 +22,38 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-pub use error::{ApiError, ApiErrorKind};
+pub use error::{ApiError, ApiErrorKind, Refused};
 pub use retry::{Budget, RetryPolicy};
 pub use types::{DatabaseInfo, Envelope, RawResult, TokenInfo};
 
-use crate::cli::config::{ApiConfig, InputError, is_uuid};
 use crate::util::log;
+
+/// How to reach the API: the token, the account, and the base URL.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub token: String,
+    pub account_id: String,
+    pub base_url: String,
+}
+
+/// Whether `s` has the shape of a D1 database UUID.
+pub fn is_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && [8, 4, 4, 4, 12]
+            .iter()
+            .zip(&parts)
+            .all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// No database of the account has that name or UUID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no D1 database {} in account {account}", if *by_uuid { format!("with UUID {reference}") } else { format!("named {reference:?}") })]
+pub struct DatabaseNotFound {
+    pub reference: String,
+    pub account: String,
+    pub by_uuid: bool,
+}
 
 /// Client tuning.
 #[derive(Debug, Clone)]
@@ -71,7 +97,7 @@ pub enum Idempotency {
 
 impl D1Client {
     pub fn new(
-        api: &ApiConfig,
+        api: &Credentials,
         budget: Arc<Budget>,
         options: ClientOptions,
     ) -> anyhow::Result<Self> {
@@ -293,30 +319,24 @@ impl D1Client {
         .ok_or_else(|| missing_result("get D1 database"))
     }
 
-    /// Resolve a name or UUID to the database. Unknown databases are an input error.
+    /// Resolve a name or UUID to the database; an unknown one is a [`DatabaseNotFound`].
     pub async fn resolve_database(&self, name_or_uuid: &str) -> anyhow::Result<DatabaseInfo> {
+        let missing = || DatabaseNotFound {
+            reference: name_or_uuid.to_string(),
+            account: self.account.clone(),
+            by_uuid: is_uuid(name_or_uuid),
+        };
         if is_uuid(name_or_uuid) {
             return match self.get_database(name_or_uuid).await {
                 Ok(db) => Ok(db),
-                Err(e) if e.status == Some(404) => Err(InputError::new(
-                    "database",
-                    format!("no D1 database with UUID {name_or_uuid} in account {}; check the UUID and `account-id`", self.account),
-                )
-                .into()),
+                Err(e) if e.status == Some(404) => Err(missing().into()),
                 Err(e) => Err(e.into()),
             };
         }
         let found = self.list_databases(Some(name_or_uuid)).await?;
         match found.into_iter().find(|d| d.name == name_or_uuid) {
             Some(db) => Ok(db),
-            None => Err(InputError::new(
-                "database",
-                format!(
-                    "no D1 database named {name_or_uuid:?} in account {}; check the name (`wrangler d1 list`) or pass its UUID",
-                    self.account
-                ),
-            )
-            .into()),
+            None => Err(missing().into()),
         }
     }
 

@@ -21,14 +21,12 @@ use anyhow::{Result, anyhow, bail};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::config::InputError;
+use super::Piece;
+use crate::d1::D1Client;
 use crate::d1::export::{ExportDone, ExportOptions};
 use crate::dump::DumpOptions;
 use crate::dump::schema::Schema;
 use crate::manifest::TableStats;
-use crate::source::Source;
-use crate::source::d1::D1Source;
-use crate::write::compress::Piece;
 
 /// What an export produced.
 #[derive(Debug, Clone)]
@@ -48,7 +46,7 @@ pub const REORDER_HOW: &str = "the CREATE TABLE statements of these tables were 
 /// The `CREATE TABLE` statements to move up: tables referenced (by foreign key) by a table
 /// created before them, in creation order, each with the exact text D1's export gives it.
 pub fn statements_to_move(schema: &Schema, opts: &DumpOptions) -> Vec<(String, String)> {
-    if opts.no_schema {
+    if opts.selection.no_schema {
         return Vec::new();
     }
     let lower = |s: &str| s.to_lowercase();
@@ -188,7 +186,7 @@ impl Reorder {
         }
         if let Some(i) = self.found.iter().position(|f| !f) {
             bail!(
-                "D1's export could not be reordered: the CREATE TABLE statement of {:?} was not where expected; use `method: query`",
+                "D1's export could not be reordered: the CREATE TABLE statement of {:?} was not where expected; use the query method",
                 names.get(i).map(String::as_str).unwrap_or("?")
             );
         }
@@ -196,24 +194,28 @@ impl Reorder {
     }
 }
 
+/// D1's export cannot handle virtual tables (FTS5): it fails on them and may leave the
+/// database blocked. The tables are named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "D1's export cannot handle virtual tables and may leave the database blocked; this database has {}",
+    .0.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
+)]
+pub struct VirtualTables(pub Vec<String>);
+
 /// Refuse an export that would include a virtual table.
-pub fn preflight(schema: &Schema) -> Result<(), InputError> {
+pub fn preflight(schema: &Schema) -> Result<(), VirtualTables> {
     let virtuals: Vec<String> = schema
         .tables
         .iter()
         .filter(|t| t.is_virtual())
-        .map(|t| format!("{:?}", t.name))
+        .map(|t| t.name.clone())
         .collect();
     if virtuals.is_empty() {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(VirtualTables(virtuals))
     }
-    Err(InputError::new(
-        "method",
-        format!(
-            "D1's export cannot handle virtual tables and may leave the database blocked; this database has {}. Use `method: query` (which backs them up), or leave them out with `exclude-tables`",
-            virtuals.join(", ")
-        ),
-    ))
 }
 
 /// The export's `dump_options` for a filtered schema.
@@ -229,25 +231,26 @@ pub fn export_options(schema: &Schema, opts: &DumpOptions, filtered: bool) -> Ex
         Vec::new()
     };
     ExportOptions {
-        no_data: opts.no_data,
-        no_schema: opts.no_schema,
+        no_data: opts.selection.no_data,
+        no_schema: opts.selection.no_schema,
         tables,
     }
 }
 
 /// Start the export and wait for it to finish (the database is blocked meanwhile).
 pub async fn start(
-    source: &D1Source,
+    client: &D1Client,
+    database_id: &str,
     schema: &Schema,
     opts: &DumpOptions,
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<ExportDone> {
     preflight(schema)?;
-    let filtered = opts.filter.include.is_some() || !opts.filter.exclude.is_empty();
+    let filtered = opts.selection.filters();
     let options = export_options(schema, opts, filtered);
     let done = tokio::select! {
-        r = source.client().export(&source.info().id, &options, timeout) => r?,
+        r = client.export(database_id, &options, timeout) => r?,
         _ = cancel.cancelled() => bail!(crate::util::Cancelled),
     };
     crate::util::log::info(format!(
@@ -259,7 +262,7 @@ pub async fn start(
 
 /// Stream the finished export's SQL into `tx`, byte for byte.
 pub async fn download(
-    source: &D1Source,
+    client: &D1Client,
     done: &ExportDone,
     schema: &Schema,
     opts: &DumpOptions,
@@ -272,8 +275,7 @@ pub async fn download(
             crate::d1::error_chain(&e)
         )
     };
-    let mut resp = source
-        .client()
+    let mut resp = client
         .http()
         .get(&done.signed_url)
         .timeout(Duration::from_secs(3600))

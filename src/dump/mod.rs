@@ -14,7 +14,7 @@
 //!
 //! Pages are fetched one ahead: while a page is turned into SQL, the next is on the wire.
 
-pub mod export;
+pub(crate) mod export;
 pub mod paging;
 pub mod schema;
 pub mod sql;
@@ -28,44 +28,38 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::manifest::TableStats;
+use crate::manifest::{Selection, TableStats};
 use crate::rows::{Page, Value};
 use crate::source::{Source, is_memory_limit};
 use crate::sqltext::{MAX_STATEMENT_BYTES, quote_ident, quote_str};
 use crate::util::progress::Progress;
-use crate::write::compress::Piece;
 use paging::{LongValue, PagePolicy, long_pieces_query, page_read, parse_long_marker};
 use schema::{RowKey, Schema, Table, TableKind, VirtualContent};
 use sql::{Cell, RowWriter};
 
-/// Which tables and which parts go into a dump.
-#[derive(Debug, Clone, Default)]
-pub struct TableFilter {
-    /// Only these tables (by name, case-insensitive); `None` = all.
-    pub include: Option<Vec<String>>,
-    pub exclude: Vec<String>,
+/// Messages from the dumper to whoever consumes the SQL (the compressor).
+#[derive(Debug)]
+pub enum Piece {
+    Data(Bytes),
+    /// The dump finished successfully.
+    End,
 }
 
-impl TableFilter {
-    pub fn keeps(&self, name: &str) -> bool {
-        let hit = |list: &[String]| list.iter().any(|n| n.eq_ignore_ascii_case(name));
-        self.include.as_ref().is_none_or(|inc| hit(inc)) && !hit(&self.exclude)
-    }
+/// How the SQL is produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Paged read queries: exact values, never blocks the database.
+    Query,
+    /// D1's export API: one snapshot, blocks the database while it runs.
+    Export,
+}
 
-    /// Names in the filter that are not tables of `schema`.
-    pub fn unknown_names(&self, schema: &Schema) -> Vec<String> {
-        let known: HashSet<String> = schema
-            .tables
-            .iter()
-            .map(|t| t.name.to_ascii_lowercase())
-            .collect();
-        self.include
-            .iter()
-            .flatten()
-            .chain(self.exclude.iter())
-            .filter(|n| !known.contains(&n.to_ascii_lowercase()))
-            .cloned()
-            .collect()
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Query => "query",
+            Method::Export => "export",
+        }
     }
 }
 
@@ -76,9 +70,8 @@ pub struct DumpOptions {
     pub max_statement_bytes: usize,
     /// Hand SQL to the compressor in chunks of about this size.
     pub chunk_bytes: usize,
-    pub filter: TableFilter,
-    pub no_data: bool,
-    pub no_schema: bool,
+    /// Which tables, and whether rows or schema are left out.
+    pub selection: Selection,
 }
 
 impl Default for DumpOptions {
@@ -87,9 +80,7 @@ impl Default for DumpOptions {
             page: PagePolicy::default(),
             max_statement_bytes: MAX_STATEMENT_BYTES,
             chunk_bytes: 256 << 10,
-            filter: TableFilter::default(),
-            no_data: false,
-            no_schema: false,
+            selection: Selection::default(),
         }
     }
 }
@@ -150,41 +141,39 @@ impl Out<'_> {
     }
 }
 
-/// Read the schema and filter it. Unknown names in the filter are an error.
-pub async fn read_schema(source: &dyn Source, filter: &TableFilter) -> Result<Schema> {
+/// Names in a table filter that are not tables of the database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no such table{} in database {database:?}: {}",
+    if names.len() > 1 { "s" } else { "" },
+    names.iter().map(|(n, _)| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+)]
+pub struct UnknownTables {
+    pub database: String,
+    /// Each unknown name, with whether it was in the include list (else the exclude list).
+    pub names: Vec<(String, bool)>,
+}
+
+/// Read the schema and filter it. Names in the filter that are not tables are an
+/// [`UnknownTables`] error.
+pub async fn read_schema(source: &dyn Source, selection: &Selection) -> Result<Schema> {
     let mut schema = schema::read(source).await?;
-    let unknown = filter.unknown_names(&schema);
+    let known: HashSet<String> = schema
+        .tables
+        .iter()
+        .map(|t| t.name.to_ascii_lowercase())
+        .collect();
+    let unknown = selection.unknown(&known);
     if !unknown.is_empty() {
-        return Err(crate::cli::config::InputError::new(
-            if filter
-                .include
-                .as_ref()
-                .is_some_and(|i| i.iter().any(|n| unknown.contains(n)))
-            {
-                "tables"
-            } else {
-                "exclude-tables"
-            },
-            format!(
-                "no such table{} in database {:?}: {}",
-                if unknown.len() > 1 { "s" } else { "" },
-                source.info().name,
-                unknown
-                    .iter()
-                    .map(|n| format!("{n:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
+        return Err(UnknownTables {
+            database: source.info().name.clone(),
+            names: unknown,
+        }
         .into());
     }
-    if filter.include.is_some() || !filter.exclude.is_empty() {
-        let all_tables: HashSet<String> = schema
-            .tables
-            .iter()
-            .map(|t| t.name.to_ascii_lowercase())
-            .collect();
-        schema.tables.retain(|t| filter.keeps(&t.name));
+    if selection.filters() {
+        let all_tables = known;
+        schema.tables.retain(|t| selection.keeps(&t.name));
         let kept: HashSet<String> = schema
             .tables
             .iter()
@@ -217,7 +206,7 @@ pub async fn dump(
     out.line("PRAGMA defer_foreign_keys=TRUE;");
     stats.statements += 1;
 
-    if !opts.no_schema {
+    if !opts.selection.no_schema {
         for t in &schema.tables {
             out.line(&format!("{};", t.sql));
             stats.statements += 1;
@@ -227,7 +216,7 @@ pub async fn dump(
         progress.set_table(&t.name);
         let kind = if t.is_virtual() { "virtual" } else { "table" };
         let mut rows = 0;
-        if !opts.no_data {
+        if !opts.selection.no_data {
             match &t.kind {
                 TableKind::Virtual { module, content } => match content {
                     VirtualContent::Internal => {
@@ -273,10 +262,10 @@ pub async fn dump(
     }
     stats.table_count = schema.tables.len();
 
-    if schema.has_sqlite_sequence && !opts.no_data {
+    if schema.has_sqlite_sequence && !opts.selection.no_data {
         dump_sequence(source.as_ref(), schema, &mut out, &mut stats).await?;
     }
-    if !opts.no_schema {
+    if !opts.selection.no_schema {
         for o in &schema.objects {
             out.line(&format!("{};", o.sql));
             stats.statements += 1;
@@ -306,10 +295,10 @@ fn write_header(out: &mut Out<'_>, h: &DumpHeader, opts: &DumpOptions) {
         format!("taken {}", clean(&h.timestamp)),
         format!("method {}", clean(&h.method)),
     ];
-    if opts.no_data {
+    if opts.selection.no_data {
         parts.push("schema only".into());
     }
-    if opts.no_schema {
+    if opts.selection.no_schema {
         parts.push("data only".into());
     }
     out.line(&format!("-- {}", parts.join(", ")));

@@ -615,82 +615,99 @@ mod tests {
             ),
         ];
         for (label, t, statements) in cases {
-            let conn = rusqlite::Connection::open_in_memory().unwrap();
-            let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
-            let pk = match &t.key {
-                RowKey::PrimaryKey(idx) => format!(
-                    ", PRIMARY KEY({})) WITHOUT ROWID",
-                    idx.iter()
-                        .map(|&i| cols[i].clone())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-                RowKey::Rowid { .. } => ")".into(),
-            };
-            conn.execute_batch(&format!(
-                "CREATE TABLE {}({}{pk}",
-                quote_ident(&t.name),
-                cols.join(",")
-            ))
-            .unwrap();
-            for r in 0..7i64 {
-                let vals: Vec<String> = (0..t.columns.len() as i64)
-                    .map(|c| match c % 4 {
-                        0 => (r * 1000 + c).to_string(),
-                        1 => format!("'{r}-{c}'"),
-                        2 => format!("{r}.5e-300"),
-                        _ => format!("X'{:02x}'", r),
-                    })
-                    .collect();
-                conn.execute_batch(&format!(
-                    "INSERT INTO {} VALUES({})",
-                    quote_ident(&t.name),
-                    vals.join(",")
-                ))
-                .unwrap();
-            }
+            let conn = table_with_rows(&t);
             let unlimited =
                 crate::source::sqlite::run_page(&conn, &page_query(&t, None, 100, true), 0)
                     .unwrap();
             d1_limited(&conn);
-            let mut after: Option<Vec<String>> = None;
-            let mut rows = Vec::new();
-            loop {
-                let read = page_read(&t, after.as_deref(), 3, true).unwrap();
-                assert_eq!(read.statements.len(), statements, "{label}");
-                for s in &read.statements {
-                    assert!(s.len() <= MAX_STATEMENT_BYTES, "{label}: {} bytes", s.len());
-                }
-                let pages: Vec<Page> = read
-                    .statements
-                    .iter()
-                    .map(|s| {
-                        crate::source::sqlite::run_page(&conn, s, 0)
-                            .unwrap_or_else(|e| panic!("{label}: {e}"))
-                    })
-                    .collect();
-                let page = read.join(pages).unwrap();
-                for r in 0..page.len() {
-                    rows.push(
-                        page.row(r)
-                            .into_iter()
-                            .map(String::from)
-                            .collect::<Vec<_>>(),
-                    );
-                }
-                if page.len() < 3 {
-                    break;
-                }
-                let last = page.row(page.len() - 1);
-                after = Some(match &t.key {
-                    RowKey::Rowid { .. } => vec![last[0].to_string()],
-                    RowKey::PrimaryKey(idx) => idx.iter().map(|&i| last[i].to_string()).collect(),
-                });
-            }
+            let rows = read_in_groups(&conn, &t, label, statements);
             let want: Vec<Vec<String>> = (0..unlimited.len())
                 .map(|r| unlimited.row(r).into_iter().map(String::from).collect())
                 .collect();
             assert_eq!(rows, want, "{label}");
+        }
+    }
+
+    /// An in-memory database holding `t` with seven rows of every storage class.
+    fn table_with_rows(t: &Table) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
+        let pk = match &t.key {
+            RowKey::PrimaryKey(idx) => format!(
+                ", PRIMARY KEY({})) WITHOUT ROWID",
+                idx.iter()
+                    .map(|&i| cols[i].clone())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            RowKey::Rowid { .. } => ")".into(),
+        };
+        conn.execute_batch(&format!(
+            "CREATE TABLE {}({}{pk}",
+            quote_ident(&t.name),
+            cols.join(",")
+        ))
+        .unwrap();
+        for r in 0..7i64 {
+            let vals: Vec<String> = (0..t.columns.len() as i64)
+                .map(|c| match c % 4 {
+                    0 => (r * 1000 + c).to_string(),
+                    1 => format!("'{r}-{c}'"),
+                    2 => format!("{r}.5e-300"),
+                    _ => format!("X'{:02x}'", r),
+                })
+                .collect();
+            conn.execute_batch(&format!(
+                "INSERT INTO {} VALUES({})",
+                quote_ident(&t.name),
+                vals.join(",")
+            ))
+            .unwrap();
+        }
+        conn
+    }
+
+    /// Reads every row of `t` in pages of 3, each page in `statements` grouped statements
+    /// within D1's limits, and returns the joined rows.
+    fn read_in_groups(
+        conn: &rusqlite::Connection,
+        t: &Table,
+        label: &str,
+        statements: usize,
+    ) -> Vec<Vec<String>> {
+        let mut after: Option<Vec<String>> = None;
+        let mut rows = Vec::new();
+        loop {
+            let read = page_read(t, after.as_deref(), 3, true).unwrap();
+            assert_eq!(read.statements.len(), statements, "{label}");
+            for s in &read.statements {
+                assert!(s.len() <= MAX_STATEMENT_BYTES, "{label}: {} bytes", s.len());
+            }
+            let pages: Vec<Page> = read
+                .statements
+                .iter()
+                .map(|s| {
+                    crate::source::sqlite::run_page(conn, s, 0)
+                        .unwrap_or_else(|e| panic!("{label}: {e}"))
+                })
+                .collect();
+            let page = read.join(pages).unwrap();
+            for r in 0..page.len() {
+                rows.push(
+                    page.row(r)
+                        .into_iter()
+                        .map(String::from)
+                        .collect::<Vec<_>>(),
+                );
+            }
+            if page.len() < 3 {
+                return rows;
+            }
+            let last = page.row(page.len() - 1);
+            after = Some(match &t.key {
+                RowKey::Rowid { .. } => vec![last[0].to_string()],
+                RowKey::PrimaryKey(idx) => idx.iter().map(|&i| last[i].to_string()).collect(),
+            });
         }
     }
 

@@ -177,13 +177,6 @@ pub async fn read(source: &dyn Source) -> Result<Schema> {
         )
         .await?;
     let list = source.query("read table list", "PRAGMA table_list").await?;
-
-    struct Entry {
-        kind: String,
-        name: String,
-        tbl_name: String,
-        sql: Option<String>,
-    }
     let entries: Vec<Entry> = master
         .rows
         .iter()
@@ -195,8 +188,72 @@ pub async fn read(source: &dyn Source) -> Result<Schema> {
         })
         .collect();
     let has_sqlite_sequence = entries.iter().any(|e| e.name == "sqlite_sequence");
+    let listed = table_list(&list)?;
+    let candidates: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.kind == "table" && e.sql.is_some() && !is_internal(&e.name))
+        .filter(|e| !listed.get(&lower(&e.name)).is_some_and(Listed::is_shadow))
+        .collect();
+    let names: Vec<String> = candidates.iter().map(|e| e.name.clone()).collect();
+    let columns = read_columns(source, &names).await?;
+    let parents = read_foreign_keys(source, &names).await?;
+    let pk_indexed = read_pk_indexes(source, &names).await?;
 
-    // table_list: type (table/view/shadow/virtual), wr, strict — main schema only.
+    let mut tables = Vec::new();
+    for e in &candidates {
+        let sql = e.sql.clone().unwrap_or_default();
+        let key_name = lower(&e.name);
+        let cols = columns.get(&key_name).cloned().unwrap_or_default();
+        let kind = table_kind(&sql, listed.get(&key_name));
+        let key = row_key(&e.name, &kind, &cols, pk_indexed.contains(&key_name))?;
+        tables.push(Table {
+            name: e.name.clone(),
+            sql,
+            kind,
+            columns: cols,
+            key,
+            parents: parents.get(&key_name).cloned().unwrap_or_default(),
+        });
+    }
+    // quote() prints -0.0 as 0.0; atan2() (a math function D1 provides) tells them apart.
+    let negative_zero = source
+        .query("probe math functions", "SELECT atan2(0.0,-1.0)")
+        .await
+        .is_ok();
+    Ok(Schema {
+        tables: creation_ready(tables),
+        objects: schema_objects(&entries, &listed),
+        has_sqlite_sequence,
+        negative_zero,
+        creation_order: names,
+    })
+}
+
+/// One row of `sqlite_schema`.
+struct Entry {
+    kind: String,
+    name: String,
+    tbl_name: String,
+    sql: Option<String>,
+}
+
+/// What `PRAGMA table_list` says about a table.
+#[derive(Clone)]
+struct Listed {
+    /// `table`, `view`, `shadow` or `virtual`.
+    kind: String,
+    without_rowid: bool,
+    strict: bool,
+}
+
+impl Listed {
+    fn is_shadow(&self) -> bool {
+        self.kind == "shadow"
+    }
+}
+
+/// `PRAGMA table_list` of the main schema, by lower-case name.
+fn table_list(list: &Rows) -> Result<HashMap<String, Listed>> {
     let (c_schema, c_name, c_type, c_wr, c_strict) = (
         list.col("schema"),
         list.col("name"),
@@ -210,62 +267,43 @@ pub async fn read(source: &dyn Source) -> Result<Schema> {
             list.columns
         );
     };
-    let mut listed: HashMap<String, (String, bool, bool)> = HashMap::new();
+    let mut listed = HashMap::new();
     for r in &list.rows {
         if let Some(cs) = c_schema
             && text(&r[cs]) != "main"
         {
             continue;
         }
-        let wr = c_wr.and_then(|i| r[i].as_i64()).unwrap_or(0) != 0;
-        let strict = c_strict.and_then(|i| r[i].as_i64()).unwrap_or(0) != 0;
-        listed.insert(lower(&text(&r[c_name])), (text(&r[c_type]), wr, strict));
+        let flag = |c: Option<usize>| c.and_then(|i| r[i].as_i64()).unwrap_or(0) != 0;
+        listed.insert(
+            lower(&text(&r[c_name])),
+            Listed {
+                kind: text(&r[c_type]),
+                without_rowid: flag(c_wr),
+                strict: flag(c_strict),
+            },
+        );
     }
+    Ok(listed)
+}
 
-    let candidates: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| e.kind == "table" && e.sql.is_some() && !is_internal(&e.name))
-        .filter(|e| {
-            listed
-                .get(&lower(&e.name))
-                .is_none_or(|(t, _, _)| t != "shadow")
-        })
-        .collect();
-    let names: Vec<String> = candidates.iter().map(|e| e.name.clone()).collect();
-    let columns = read_columns(source, &names).await?;
-    let parents = read_foreign_keys(source, &names).await?;
-    let pk_indexed = read_pk_indexes(source, &names).await?;
-
-    let mut tables = Vec::new();
-    for e in &candidates {
-        let sql = e.sql.clone().unwrap_or_default();
-        let key_name = lower(&e.name);
-        let cols = columns.get(&key_name).cloned().unwrap_or_default();
-        let (ltype, wr, strict) = listed
-            .get(&key_name)
-            .cloned()
-            .unwrap_or_else(|| ("table".into(), false, false));
-        let kind = if ltype == "virtual" || starts_with_ci(&sql, "CREATE VIRTUAL TABLE") {
-            let (module, content) = parse_virtual(&sql);
-            TableKind::Virtual { module, content }
-        } else {
-            TableKind::Regular {
-                without_rowid: wr,
-                strict,
-            }
-        };
-        let key = row_key(&e.name, &kind, &cols, pk_indexed.contains(&key_name))?;
-        tables.push(Table {
-            name: e.name.clone(),
-            sql,
-            kind,
-            columns: cols,
-            key,
-            parents: parents.get(&key_name).cloned().unwrap_or_default(),
-        });
+/// Whether a table is virtual (with its module and content) or regular.
+fn table_kind(sql: &str, listed: Option<&Listed>) -> TableKind {
+    let is_virtual = listed.is_some_and(|l| l.kind == "virtual");
+    if is_virtual || starts_with_ci(sql, "CREATE VIRTUAL TABLE") {
+        let (module, content) = parse_virtual(sql);
+        TableKind::Virtual { module, content }
+    } else {
+        TableKind::Regular {
+            without_rowid: listed.is_some_and(|l| l.without_rowid),
+            strict: listed.is_some_and(|l| l.strict),
+        }
     }
-    // Regular tables in dependency order, then virtual tables (external content tables
-    // must exist, and hold data, before an index is rebuilt from them).
+}
+
+/// Regular tables in dependency order, then virtual tables (external content tables must
+/// exist, and hold data, before an index is rebuilt from them).
+fn creation_ready(tables: Vec<Table>) -> Vec<Table> {
     let (regular, virtuals): (Vec<Table>, Vec<Table>) =
         tables.into_iter().partition(|t| !t.is_virtual());
     let order = dependency_order(
@@ -278,7 +316,12 @@ pub async fn read(source: &dyn Source) -> Result<Schema> {
     let mut slots: Vec<Option<Table>> = regular.into_iter().map(Some).collect();
     let mut tables: Vec<Table> = order.iter().filter_map(|&i| slots[i].take()).collect();
     tables.extend(virtuals);
+    tables
+}
 
+/// Indexes, views and triggers, in that order (those of internal and shadow tables left out:
+/// they belong to SQLite or to their virtual table).
+fn schema_objects(entries: &[Entry], listed: &HashMap<String, Listed>) -> Vec<SchemaObject> {
     let mut objects = Vec::new();
     for kind in ["index", "view", "trigger"] {
         for e in entries.iter().filter(|e| e.kind == kind) {
@@ -286,11 +329,10 @@ pub async fn read(source: &dyn Source) -> Result<Schema> {
             if is_internal(&e.name) || is_internal(&e.tbl_name) {
                 continue;
             }
-            // Indexes and triggers of shadow tables belong to their virtual table.
             if kind != "view"
                 && listed
                     .get(&lower(&e.tbl_name))
-                    .is_some_and(|(t, _, _)| t == "shadow")
+                    .is_some_and(Listed::is_shadow)
             {
                 continue;
             }
@@ -302,18 +344,7 @@ pub async fn read(source: &dyn Source) -> Result<Schema> {
             });
         }
     }
-    // quote() prints -0.0 as 0.0; atan2() (a math function D1 provides) tells them apart.
-    let negative_zero = source
-        .query("probe math functions", "SELECT atan2(0.0,-1.0)")
-        .await
-        .is_ok();
-    Ok(Schema {
-        tables,
-        objects,
-        has_sqlite_sequence,
-        negative_zero,
-        creation_order: names,
-    })
+    objects
 }
 
 /// Columns of every table: one query over `pragma_table_xinfo`, else one PRAGMA per table.

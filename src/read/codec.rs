@@ -7,7 +7,6 @@ use std::io::Read;
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::cli::config::InputError;
 use crate::encrypt::{self, Identities};
 use crate::manifest::Manifest;
 
@@ -16,15 +15,18 @@ pub fn is_encrypted(m: &Manifest) -> bool {
     m.encryption.is_some()
 }
 
+/// An encrypted backup was to be read without an identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "backup {key} is encrypted with age; give the secret key that matches one of its recipients"
+)]
+pub struct IdentityNeeded {
+    pub key: String,
+}
+
 /// The error for an encrypted backup read without an identity.
-pub fn identity_needed(m: &Manifest) -> InputError {
-    InputError::new(
-        "age-identity",
-        format!(
-            "backup {} is encrypted with age; give the secret key that matches one of its recipients (`age-identity` / AGE_IDENTITY, or `--identity-file`)",
-            m.key
-        ),
-    )
+pub fn identity_needed(m: &Manifest) -> IdentityNeeded {
+    IdentityNeeded { key: m.key.clone() }
 }
 
 /// The SQL inside `object` (the stored bytes of `m`'s backup).

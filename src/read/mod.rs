@@ -3,8 +3,8 @@
 //! loading SQL the way D1 imports it ([`load`]), verification ([`verify`]) and restore to a
 //! file or into D1 ([`restore`]).
 
-pub mod codec;
+pub(crate) mod codec;
 pub mod load;
-pub mod restore;
-pub mod stored;
-pub mod verify;
+pub(crate) mod restore;
+pub(crate) mod stored;
+pub(crate) mod verify;

@@ -23,9 +23,8 @@ use bytes::Bytes;
 use md5::{Digest as _, Md5};
 use tokio::sync::mpsc;
 
-use crate::cli::config::InputError;
 use crate::d1::import::ImportStart;
-use crate::d1::{D1Client, DatabaseInfo};
+use crate::d1::{D1Client, DatabaseInfo, DatabaseNotFound};
 use crate::dump::schema::{self, is_internal};
 use crate::encrypt::Identities;
 use crate::manifest::Manifest;
@@ -40,6 +39,28 @@ use crate::store::ObjectStore;
 use crate::util::log;
 use crate::util::scratch::Scratch;
 
+/// A restore that is not allowed as asked: nothing was read, created or dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The target file exists and replacing it was not allowed.
+    #[error("{0} already exists")]
+    FileExists(String),
+    /// A database can only be created by name.
+    #[error("a database can only be created by name, not by UUID")]
+    CreateNeedsName,
+    /// The target database does not exist and creating it was not allowed.
+    #[error("the target database {0:?} does not exist")]
+    TargetMissing(String),
+    /// The target is the database the backup was taken from, and that was not confirmed.
+    #[error(
+        "{0:?} is the database this backup was taken from: restoring replaces everything in it"
+    )]
+    IsSource(String),
+    /// The target holds tables, and dropping them was not allowed.
+    #[error("database {name:?} is not empty (tables {})", tables.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", "))]
+    NotEmpty { name: String, tables: Vec<String> },
+}
+
 /// Restore to a new SQLite file at `path`.
 pub async fn to_file(
     store: Arc<dyn ObjectStore>,
@@ -52,14 +73,7 @@ pub async fn to_file(
         return Err(codec::identity_needed(manifest).into());
     }
     if path.exists() && !force {
-        return Err(InputError::new(
-            "restore-file",
-            format!(
-                "{} already exists; choose another path, or set `force` to replace it",
-                path.display()
-            ),
-        )
-        .into());
+        return Err(Refused::FileExists(path.display().to_string()).into());
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -114,6 +128,29 @@ pub struct D1Restore {
     pub import_seconds: f64,
 }
 
+/// The row counts of the restored database against the manifest.
+async fn count_rows(target: &D1Source, manifest: &Manifest) -> Vec<TableCheck> {
+    let mut tables = Vec::with_capacity(manifest.tables.len());
+    for t in &manifest.tables {
+        let found = target
+            .query(
+                &format!("count rows of {:?}", t.name),
+                &TableCheck::count_sql(&t.name),
+            )
+            .await
+            .ok()
+            .and_then(|r| {
+                r.rows
+                    .first()
+                    .and_then(|row| row.first())
+                    .and_then(|v| v.as_i64())
+            })
+            .map(|n| n as u64);
+        tables.push(TableCheck::new(t, found));
+    }
+    tables
+}
+
 /// Restore into the D1 database `target.database`.
 pub async fn to_d1(
     client: Arc<D1Client>,
@@ -128,21 +165,16 @@ pub async fn to_d1(
     let name = target.database.as_str();
     let found = match client.resolve_database(name).await {
         Ok(db) => Some(db),
-        Err(e) if target.create && e.chain().any(|c| c.is::<InputError>()) => {
-            if crate::cli::config::is_uuid(name) {
-                return Err(InputError::new(
-                    "restore-to",
-                    "`create` needs a database name, not a UUID",
-                )
-                .into());
+        Err(e) if e.is::<DatabaseNotFound>() => {
+            if !target.create {
+                return Err(e.context(Refused::TargetMissing(name.to_string())));
+            }
+            if crate::d1::is_uuid(name) {
+                return Err(Refused::CreateNeedsName.into());
             }
             None
         }
-        Err(e) => {
-            return Err(
-                e.context("input `restore-to`: the target database (set `create` to create it)")
-            );
-        }
+        Err(e) => return Err(e),
     };
     // Refusals first: nothing is read, created or dropped for a restore that is not allowed.
     let mut existing = None;
@@ -153,25 +185,14 @@ pub async fn to_d1(
             .as_deref()
             .is_some_and(|c| c == db.name || c == db.uuid);
         if is_source && !confirmed {
-            return Err(InputError::new(
-                "overwrite-source",
-                format!(
-                    "{:?} is the database this backup was taken from: restoring replaces everything in it. Set `overwrite-source: {}` to confirm (`force` is not enough), or restore into another database, or use Time Travel (wrangler d1 time-travel restore)",
-                    db.name, db.name
-                ),
-            )
-            .into());
+            return Err(Refused::IsSource(db.name.clone()).into());
         }
         let objects = user_objects(&D1Source::new(Arc::clone(&client), db)).await?;
         if !objects.tables.is_empty() && !target.force && !is_source {
-            return Err(InputError::new(
-                "restore-to",
-                format!(
-                    "database {:?} is not empty (tables {}); restore into an empty database, or set `force` to drop its tables first",
-                    db.name,
-                    objects.tables.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
-                ),
-            )
+            return Err(Refused::NotEmpty {
+                name: db.name.clone(),
+                tables: objects.tables.clone(),
+            }
             .into());
         }
         existing = Some(objects);
@@ -215,37 +236,8 @@ pub async fn to_d1(
         .import_wait(&database.uuid, &bookmark, Duration::from_secs(3600))
         .await?;
 
-    // Compare the target's row counts with the manifest.
-    let mut tables = Vec::new();
-    for t in &manifest.tables {
-        let found = target_source
-            .query(
-                &format!("count rows of {:?}", t.name),
-                &format!("SELECT count(*) FROM {}", quote_ident(&t.name)),
-            )
-            .await
-            .ok()
-            .and_then(|r| {
-                r.rows
-                    .first()
-                    .and_then(|row| row.first())
-                    .and_then(|v| v.as_i64())
-            })
-            .map(|n| n as u64);
-        tables.push(TableCheck {
-            name: t.name.clone(),
-            expected: t.rows,
-            found,
-        });
-    }
-    let bad: Vec<String> = tables
-        .iter()
-        .filter(|t| !t.ok())
-        .map(|t| match t.found {
-            Some(n) => format!("{:?}: {n} rows, the manifest says {}", t.name, t.expected),
-            None => format!("{:?}: missing", t.name),
-        })
-        .collect();
+    let tables = count_rows(&target_source, manifest).await;
+    let bad: Vec<String> = tables.iter().filter_map(TableCheck::problem).collect();
     if !bad.is_empty() {
         bail!(
             "the import finished, but the row counts differ from the manifest: {}",
@@ -299,7 +291,7 @@ async fn drop_objects(source: &D1Source, existing: &Existing) -> Result<Vec<Stri
         sql.push_str(&format!("DROP TABLE IF EXISTS {};", quote_ident(t)));
     }
     log::warn(format!(
-        "`force`: dropping {} tables and {} views of {:?} before the restore",
+        "dropping {} tables and {} views of {:?} before the restore, as asked",
         existing.tables.len(),
         existing.views.len(),
         source.info().name

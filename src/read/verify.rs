@@ -10,18 +10,17 @@
 //! `PRAGMA integrity_check`, `PRAGMA foreign_key_check` and a row count per table against the
 //! manifest. Memory stays flat: every stage streams, and the database lives on disk.
 
-use std::io::{self, BufReader, Read};
+use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::catalog::VERIFY_SUFFIX;
 use crate::encrypt::Identities;
-use crate::manifest::{Manifest, rfc3339};
+use crate::keys;
+use crate::manifest::{Manifest, TableStats, rfc3339};
 use crate::read::codec;
 use crate::read::load::{LoadRules, load};
 use crate::read::stored;
@@ -37,8 +36,38 @@ pub struct TableCheck {
 }
 
 impl TableCheck {
+    /// Compare the rows `found` in a restored database (`None`: the table is missing) with
+    /// what the manifest recorded. Verify and the D1 restore both judge a table this way.
+    pub fn new(recorded: &TableStats, found: Option<u64>) -> TableCheck {
+        TableCheck {
+            name: recorded.name.clone(),
+            expected: recorded.rows,
+            found,
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.found == Some(self.expected)
+    }
+
+    /// What is wrong with the table, if anything.
+    pub fn problem(&self) -> Option<String> {
+        match self.found {
+            _ if self.ok() => None,
+            Some(n) => Some(format!(
+                "table {:?}: {n} rows restored, the manifest says {}",
+                self.name, self.expected
+            )),
+            None => Some(format!(
+                "table {:?}: missing from the restored database",
+                self.name
+            )),
+        }
+    }
+
+    /// The statement that counts a table's rows.
+    pub fn count_sql(table: &str) -> String {
+        format!("SELECT count(*) FROM {}", quote_ident(table))
     }
 }
 
@@ -58,37 +87,6 @@ pub struct VerifyReport {
     /// Only the stored bytes were checked (an encrypted backup verified without its identity).
     #[serde(default)]
     pub object_only: bool,
-}
-
-/// Counts and hashes (SHA-256) what is read through it.
-pub struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> Hashing<R> {
-    pub fn new(inner: R) -> Self {
-        Hashing {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
-    }
-
-    /// Bytes read and their SHA-256 (hex).
-    pub fn finish(self) -> (u64, String) {
-        (self.bytes, hex::encode(self.hasher.finalize()))
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
 }
 
 /// The database a backup loads into may not grow past this many times its SQL (indexes
@@ -147,7 +145,7 @@ fn load_blocking(
     if object_only {
         report.object_only = true;
         report.checks.push(
-            "encrypted backup and no identity given: checked the stored object's size and SHA-256 only (verify with `age-identity` to restore-test it)".into(),
+            "encrypted backup and no identity given: checked the stored object's size and SHA-256 only (verify with the identity to restore-test it)".into(),
         );
     } else if m.selection.no_schema {
         report
@@ -225,27 +223,11 @@ fn check_database(
     }
     for t in &m.tables {
         let found = conn
-            .query_row(
-                &format!("SELECT count(*) FROM {}", quote_ident(&t.name)),
-                [],
-                |r| r.get::<_, i64>(0),
-            )
+            .query_row(&TableCheck::count_sql(&t.name), [], |r| r.get::<_, i64>(0))
             .ok()
             .map(|n| n as u64);
-        let check = TableCheck {
-            name: t.name.clone(),
-            expected: t.rows,
-            found,
-        };
-        if !check.ok() {
-            report.problems.push(match found {
-                Some(n) => format!(
-                    "table {:?}: {n} rows restored, the manifest says {}",
-                    t.name, t.rows
-                ),
-                None => format!("table {:?}: missing from the restored database", t.name),
-            });
-        }
+        let check = TableCheck::new(t, found);
+        report.problems.extend(check.problem());
         report.tables.push(check);
     }
     if report.tables.iter().all(TableCheck::ok) {
@@ -273,7 +255,7 @@ pub async fn verify(
         content_type: "application/json".into(),
         metadata: Default::default(),
     };
-    let rkey = format!("{}{VERIFY_SUFFIX}", manifest.key);
+    let rkey = keys::verify_key(&manifest.key);
     if let Err(e) = store.put(&rkey, body.into(), &meta).await {
         crate::util::log::warn(format!(
             "could not store the verification report {rkey}: {e:#}"

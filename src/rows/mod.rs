@@ -2,7 +2,7 @@
 //! JSON, or as read from a local file), [`Rows`] (a small result), and [`Page`] (the compact
 //! page of SQL literals a dump is made of).
 
-pub mod page;
+pub(crate) mod page;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};

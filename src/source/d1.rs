@@ -75,8 +75,8 @@ impl Source for D1Source {
         false
     }
 
-    fn as_d1(&self) -> Option<&D1Source> {
-        Some(self)
+    fn d1_client(&self) -> Option<&Arc<D1Client>> {
+        Some(&self.client)
     }
 }
 

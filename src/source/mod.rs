@@ -7,8 +7,11 @@
 pub mod d1;
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
+use crate::d1::D1Client;
 use crate::rows::{Page, Rows};
 
 /// What a source is.
@@ -50,8 +53,9 @@ pub trait Source: Send + Sync {
     /// Whether all reads see one snapshot (a local read transaction does; REST pages do not).
     fn is_snapshot(&self) -> bool;
 
-    /// The D1 database behind this source, if it is one (for D1-only features: export).
-    fn as_d1(&self) -> Option<&d1::D1Source> {
+    /// The D1 client behind this source, if it is a D1 database (for D1-only features:
+    /// export). The database is `info().id`.
+    fn d1_client(&self) -> Option<&Arc<D1Client>> {
         None
     }
 }

@@ -2,8 +2,8 @@
 //! ([`literal`]), and the linear-time statement splitter ([`split`]) — used alike by the dump
 //! writer, verification and restore.
 
-pub mod literal;
-pub mod split;
+pub(crate) mod literal;
+pub(crate) mod split;
 
 /// D1's maximum statement length in bytes.
 pub const MAX_STATEMENT_BYTES: usize = 100_000;

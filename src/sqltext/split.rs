@@ -182,151 +182,182 @@ impl Splitter {
                 return Err(e.into());
             }
             let end = stop.min(data.len());
-            match self.lex {
+            i = match self.lex {
                 Lex::Between => {
                     let b = data[i];
                     i += 1;
-                    if is_space(b) {
-                        if b == b'\n' {
-                            self.line += 1;
-                        }
-                        continue;
+                    if self.between(b) {
+                        self.emit(&data[start..i], &mut f)?;
+                        start = i;
+                        stop = start.saturating_add(self.cap);
                     }
-                    self.lead_line.get_or_insert(self.line);
-                    match b {
-                        b'-' => self.lex = Lex::Dash,
-                        b'/' => self.lex = Lex::Slash,
-                        _ => {
-                            self.token_line.get_or_insert(self.line);
-                            match b {
-                                b';' => {
-                                    if self.token(T_SEMI) {
-                                        let line = self.start_line();
-                                        let result = if self.buf.is_empty() {
-                                            f(&data[start..i], line)
-                                        } else {
-                                            self.buf.extend_from_slice(&data[start..i]);
-                                            let r = f(&self.buf, line);
-                                            self.buf.clear();
-                                            if self.buf.capacity() > RETAINED_CAPACITY {
-                                                self.buf = Vec::new();
-                                            }
-                                            r
-                                        };
-                                        if let Err(e) = result {
-                                            self.failed = Some(SplitError::AfterError);
-                                            return Err(e);
-                                        }
-                                        self.token_line = None;
-                                        self.lead_line = None;
-                                        start = i;
-                                        stop = start.saturating_add(self.cap);
-                                    }
-                                }
-                                b'\'' | b'"' | b'`' => self.lex = Lex::Quoted(b),
-                                b'[' => self.lex = Lex::Quoted(b']'),
-                                _ if is_id(b) => {
-                                    self.lex = Lex::Word;
-                                    self.word[0] = b.to_ascii_lowercase();
-                                    self.word_len = 1;
-                                }
-                                _ => {
-                                    self.token(T_OTHER);
-                                }
-                            }
-                        }
-                    }
+                    i
                 }
-                Lex::Word => {
-                    while i < end && is_id(data[i]) {
-                        if self.word_len < KEYWORD_MAX {
-                            self.word[self.word_len] = data[i].to_ascii_lowercase();
-                        }
-                        self.word_len = self.word_len.saturating_add(1);
-                        i += 1;
+                Lex::Word => self.scan_word(data, i, end),
+                Lex::Dash | Lex::Slash => self.dash_or_slash(data[i], i),
+                Lex::LineComment => self.line_comment(&data[i..end], i),
+                Lex::BlockComment => self.block_comment(&data[i..end], i),
+                Lex::BlockStar => self.block_star(data[i], i),
+                Lex::Quoted(close) => self.quoted(&data[i..end], i, close),
+            };
+        }
+        self.buf.extend_from_slice(&data[start..]);
+        Ok(())
+    }
+
+    /// Hands the statement that ends with `tail` (its earlier bytes are in `buf`) to `f` and
+    /// starts the next one.
+    fn emit<E>(
+        &mut self,
+        tail: &[u8],
+        f: &mut impl FnMut(&[u8], u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let line = self.start_line();
+        let result = if self.buf.is_empty() {
+            f(tail, line)
+        } else {
+            self.buf.extend_from_slice(tail);
+            let r = f(&self.buf, line);
+            self.buf.clear();
+            if self.buf.capacity() > RETAINED_CAPACITY {
+                self.buf = Vec::new();
+            }
+            r
+        };
+        if let Err(e) = result {
+            self.failed = Some(SplitError::AfterError);
+            return Err(e);
+        }
+        self.token_line = None;
+        self.lead_line = None;
+        Ok(())
+    }
+
+    /// One byte between tokens; true when it is the `;` that completes a statement.
+    fn between(&mut self, b: u8) -> bool {
+        if is_space(b) {
+            if b == b'\n' {
+                self.line += 1;
+            }
+            return false;
+        }
+        self.lead_line.get_or_insert(self.line);
+        match b {
+            b'-' => self.lex = Lex::Dash,
+            b'/' => self.lex = Lex::Slash,
+            _ => {
+                self.token_line.get_or_insert(self.line);
+                match b {
+                    b';' => return self.token(T_SEMI),
+                    b'\'' | b'"' | b'`' => self.lex = Lex::Quoted(b),
+                    b'[' => self.lex = Lex::Quoted(b']'),
+                    _ if is_id(b) => {
+                        self.lex = Lex::Word;
+                        self.word[0] = b.to_ascii_lowercase();
+                        self.word_len = 1;
                     }
-                    if i < end {
-                        // `data[i]` ends the word; it is read again between tokens.
-                        self.end_word();
-                    }
-                }
-                Lex::Dash | Lex::Slash => {
-                    let b = data[i];
-                    match (self.lex, b) {
-                        (Lex::Dash, b'-') => {
-                            i += 1;
-                            self.lex = Lex::LineComment;
-                        }
-                        (Lex::Slash, b'*') => {
-                            i += 1;
-                            self.lex = Lex::BlockComment;
-                        }
-                        _ => {
-                            // An operator; `b` is read again between tokens.
-                            self.token_line.get_or_insert(self.line);
-                            self.token(T_OTHER);
-                            self.lex = Lex::Between;
-                        }
-                    }
-                }
-                Lex::LineComment => {
-                    let span = &data[i..end];
-                    match span.iter().position(|&b| b == b'\n') {
-                        Some(p) => {
-                            self.line += 1;
-                            i += p + 1;
-                            self.lex = Lex::Between;
-                        }
-                        None => i = end,
-                    }
-                }
-                Lex::BlockComment => {
-                    let span = &data[i..end];
-                    match span.iter().position(|&b| b == b'*') {
-                        Some(p) => {
-                            self.line += newlines(&span[..p]);
-                            i += p + 1;
-                            self.lex = Lex::BlockStar;
-                        }
-                        None => {
-                            self.line += newlines(span);
-                            i = end;
-                        }
-                    }
-                }
-                Lex::BlockStar => {
-                    let b = data[i];
-                    i += 1;
-                    match b {
-                        b'/' => self.lex = Lex::Between,
-                        b'*' => {}
-                        _ => {
-                            if b == b'\n' {
-                                self.line += 1;
-                            }
-                            self.lex = Lex::BlockComment;
-                        }
-                    }
-                }
-                Lex::Quoted(close) => {
-                    let span = &data[i..end];
-                    match span.iter().position(|&b| b == close) {
-                        Some(p) => {
-                            self.line += newlines(&span[..p]);
-                            i += p + 1;
-                            self.lex = Lex::Between;
-                            self.token(T_OTHER);
-                        }
-                        None => {
-                            self.line += newlines(span);
-                            i = end;
-                        }
+                    _ => {
+                        self.token(T_OTHER);
                     }
                 }
             }
         }
-        self.buf.extend_from_slice(&data[start..]);
-        Ok(())
+        false
+    }
+
+    /// Continues a word in `data[i..end]`; returns where scanning goes on.
+    fn scan_word(&mut self, data: &[u8], mut i: usize, end: usize) -> usize {
+        while i < end && is_id(data[i]) {
+            if self.word_len < KEYWORD_MAX {
+                self.word[self.word_len] = data[i].to_ascii_lowercase();
+            }
+            self.word_len = self.word_len.saturating_add(1);
+            i += 1;
+        }
+        if i < end {
+            // `data[i]` ends the word; it is read again between tokens.
+            self.end_word();
+        }
+        i
+    }
+
+    /// The byte `b` at `i` after a `-` or `/`: a comment opens, or that was an operator.
+    fn dash_or_slash(&mut self, b: u8, i: usize) -> usize {
+        match (self.lex, b) {
+            (Lex::Dash, b'-') => {
+                self.lex = Lex::LineComment;
+                i + 1
+            }
+            (Lex::Slash, b'*') => {
+                self.lex = Lex::BlockComment;
+                i + 1
+            }
+            _ => {
+                // An operator; `b` is read again between tokens.
+                self.token_line.get_or_insert(self.line);
+                self.token(T_OTHER);
+                self.lex = Lex::Between;
+                i
+            }
+        }
+    }
+
+    /// Inside a `--` comment: `span` starts at `i`.
+    fn line_comment(&mut self, span: &[u8], i: usize) -> usize {
+        match span.iter().position(|&b| b == b'\n') {
+            Some(p) => {
+                self.line += 1;
+                self.lex = Lex::Between;
+                i + p + 1
+            }
+            None => i + span.len(),
+        }
+    }
+
+    /// Inside a `/* */` comment: `span` starts at `i`.
+    fn block_comment(&mut self, span: &[u8], i: usize) -> usize {
+        match span.iter().position(|&b| b == b'*') {
+            Some(p) => {
+                self.line += newlines(&span[..p]);
+                self.lex = Lex::BlockStar;
+                i + p + 1
+            }
+            None => {
+                self.line += newlines(span);
+                i + span.len()
+            }
+        }
+    }
+
+    /// The byte `b` at `i` after a `*` inside a block comment.
+    fn block_star(&mut self, b: u8, i: usize) -> usize {
+        match b {
+            b'/' => self.lex = Lex::Between,
+            b'*' => {}
+            _ => {
+                if b == b'\n' {
+                    self.line += 1;
+                }
+                self.lex = Lex::BlockComment;
+            }
+        }
+        i + 1
+    }
+
+    /// Inside a quoted string or identifier closed by `close`: `span` starts at `i`.
+    fn quoted(&mut self, span: &[u8], i: usize, close: u8) -> usize {
+        match span.iter().position(|&b| b == close) {
+            Some(p) => {
+                self.line += newlines(&span[..p]);
+                self.lex = Lex::Between;
+                self.token(T_OTHER);
+                i + p + 1
+            }
+            None => {
+                self.line += newlines(span);
+                i + span.len()
+            }
+        }
     }
 
     /// End of input: `Ok(Some((rest, start_line)))` when text other than whitespace and
@@ -533,188 +564,192 @@ mod tests {
         }
     }
 
+    /// Input, the statements it splits into, and the text left at the end.
+    type Case = (&'static str, &'static [&'static str], Option<&'static str>);
+
+    const CASES: &[Case] = &[
+        ("SELECT 1;", &["SELECT 1;"], None),
+        (
+            "SELECT 1;\nSELECT 2;\n",
+            &["SELECT 1;", "\nSELECT 2;"],
+            None,
+        ),
+        (
+            "SELECT 1; COMMIT; ATTACH 'x' AS y;",
+            &["SELECT 1;", " COMMIT;", " ATTACH 'x' AS y;"],
+            None,
+        ),
+        (";;", &[";", ";"], None),
+        // Semicolons inside every kind of quote and comment.
+        (
+            "INSERT INTO t VALUES('a;b', 'it''s; ok');",
+            &["INSERT INTO t VALUES('a;b', 'it''s; ok');"],
+            None,
+        ),
+        (
+            "INSERT INTO t VALUES('a;\nb');\n",
+            &["INSERT INTO t VALUES('a;\nb');"],
+            None,
+        ),
+        (
+            "SELECT \"a;b\", \"c\"\";d\" FROM t;",
+            &["SELECT \"a;b\", \"c\"\";d\" FROM t;"],
+            None,
+        ),
+        (
+            "SELECT `a;b`, `c``;d` FROM t;",
+            &["SELECT `a;b`, `c``;d` FROM t;"],
+            None,
+        ),
+        (
+            "SELECT [a;b] FROM [t;]];",
+            &["SELECT [a;b] FROM [t;]];"],
+            None,
+        ),
+        (
+            "SELECT 1 -- not the end;\n;",
+            &["SELECT 1 -- not the end;\n;"],
+            None,
+        ),
+        (
+            "SELECT /* ; */ 1; SELECT /*/ ; */ 2;",
+            &["SELECT /* ; */ 1;", " SELECT /*/ ; */ 2;"],
+            None,
+        ),
+        (
+            "SELECT 1-1; SELECT 4/2;",
+            &["SELECT 1-1;", " SELECT 4/2;"],
+            None,
+        ),
+        // Leading comments belong to the statement that follows them.
+        (
+            "-- header; really\n/* block; */\nSELECT 1;",
+            &["-- header; really\n/* block; */\nSELECT 1;"],
+            None,
+        ),
+        // Triggers.
+        (
+            "CREATE TRIGGER tr AFTER INSERT ON t BEGIN\n  UPDATE u SET a = 1;\n  DELETE FROM v;\nEND;\nSELECT 3;\n",
+            &[
+                "CREATE TRIGGER tr AFTER INSERT ON t BEGIN\n  UPDATE u SET a = 1;\n  DELETE FROM v;\nEND;",
+                "\nSELECT 3;",
+            ],
+            None,
+        ),
+        (
+            "CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END; create temporary trigger t2 before delete on t begin select 2; end;",
+            &[
+                "CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END;",
+                " create temporary trigger t2 before delete on t begin select 2; end;",
+            ],
+            None,
+        ),
+        (
+            "EXPLAIN CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END; EXPLAIN SELECT 1;",
+            &[
+                "EXPLAIN CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END;",
+                " EXPLAIN SELECT 1;",
+            ],
+            None,
+        ),
+        // END as a column name in a trigger's body: only `; END ;` ends it.
+        (
+            "CREATE TRIGGER tr AFTER UPDATE ON t BEGIN UPDATE t SET end = 1 WHERE end > 0; SELECT end FROM t; END;",
+            &[
+                "CREATE TRIGGER tr AFTER UPDATE ON t BEGIN UPDATE t SET end = 1 WHERE end > 0; SELECT end FROM t; END;",
+            ],
+            None,
+        ),
+        (
+            "CREATE TRIGGER tr BEGIN SELECT 1; END x; SELECT 2; END;",
+            &["CREATE TRIGGER tr BEGIN SELECT 1; END x; SELECT 2; END;"],
+            None,
+        ),
+        (
+            "CREATE TRIGGER tr BEGIN SELECT 1; end; SELECT 2;",
+            &["CREATE TRIGGER tr BEGIN SELECT 1; end;", " SELECT 2;"],
+            None,
+        ),
+        (
+            "CREATE TRIGGER tr BEGIN SELECT 1; END",
+            &[],
+            Some("CREATE TRIGGER tr BEGIN SELECT 1; END"),
+        ),
+        // Words that only look like keywords.
+        (
+            "CREATE TRIGGERS x; SELECT 1;",
+            &["CREATE TRIGGERS x;", " SELECT 1;"],
+            None,
+        ),
+        (
+            "CREATE TRIGGER$ x; SELECT 1;",
+            &["CREATE TRIGGER$ x;", " SELECT 1;"],
+            None,
+        ),
+        (
+            "CREATE TRIGGER\u{e9} x; SELECT 1;",
+            &["CREATE TRIGGER\u{e9} x;", " SELECT 1;"],
+            None,
+        ),
+        (
+            "CREATE 1TRIGGER x; SELECT 1;",
+            &["CREATE 1TRIGGER x;", " SELECT 1;"],
+            None,
+        ),
+        (
+            "CREATE TEMPORARYX TRIGGER x; SELECT 1;",
+            &["CREATE TEMPORARYX TRIGGER x;", " SELECT 1;"],
+            None,
+        ),
+        (
+            "EXPLAIN$ CREATE TRIGGER x; SELECT 1;",
+            &["EXPLAIN$ CREATE TRIGGER x;", " SELECT 1;"],
+            None,
+        ),
+        (
+            "CREATE TEMPORARILY TRIGGER x; SELECT 1;",
+            &["CREATE TEMPORARILY TRIGGER x;", " SELECT 1;"],
+            None,
+        ),
+        (
+            "CREATE/**/TEMP--\nTRIGGER x BEGIN; END;",
+            &["CREATE/**/TEMP--\nTRIGGER x BEGIN; END;"],
+            None,
+        ),
+        // Vertical tab is not whitespace to SQLite.
+        ("\x0b;", &["\x0b;"], None),
+        ("SELECT 1;\x0b", &["SELECT 1;"], Some("\x0b")),
+        // What is left at the end.
+        ("SELECT 1; SELECT 2", &["SELECT 1;"], Some(" SELECT 2")),
+        ("SELECT 1;\n-- bye;\n", &["SELECT 1;"], None),
+        ("SELECT 1; -- bye", &["SELECT 1;"], None),
+        ("SELECT 1; /* unterminated;", &["SELECT 1;"], None),
+        (
+            "SELECT 1; 'unterminated;",
+            &["SELECT 1;"],
+            Some(" 'unterminated;"),
+        ),
+        (
+            "SELECT 1; [unterminated;",
+            &["SELECT 1;"],
+            Some(" [unterminated;"),
+        ),
+        ("SELECT 1; -", &["SELECT 1;"], Some(" -")),
+        ("SELECT 1; /", &["SELECT 1;"], Some(" /")),
+        ("SELECT 1; x", &["SELECT 1;"], Some(" x")),
+        ("", &[], None),
+        ("  \n\t", &[], None),
+        // CRLF line endings.
+        (
+            "SELECT 1;\r\nSELECT 2;\r\n",
+            &["SELECT 1;", "\r\nSELECT 2;"],
+            None,
+        ),
+    ];
+
     #[test]
     fn splits_as_sqlite_does() {
-        let cases: &[(&str, &[&str], Option<&str>)] = &[
-            ("SELECT 1;", &["SELECT 1;"], None),
-            (
-                "SELECT 1;\nSELECT 2;\n",
-                &["SELECT 1;", "\nSELECT 2;"],
-                None,
-            ),
-            (
-                "SELECT 1; COMMIT; ATTACH 'x' AS y;",
-                &["SELECT 1;", " COMMIT;", " ATTACH 'x' AS y;"],
-                None,
-            ),
-            (";;", &[";", ";"], None),
-            // Semicolons inside every kind of quote and comment.
-            (
-                "INSERT INTO t VALUES('a;b', 'it''s; ok');",
-                &["INSERT INTO t VALUES('a;b', 'it''s; ok');"],
-                None,
-            ),
-            (
-                "INSERT INTO t VALUES('a;\nb');\n",
-                &["INSERT INTO t VALUES('a;\nb');"],
-                None,
-            ),
-            (
-                "SELECT \"a;b\", \"c\"\";d\" FROM t;",
-                &["SELECT \"a;b\", \"c\"\";d\" FROM t;"],
-                None,
-            ),
-            (
-                "SELECT `a;b`, `c``;d` FROM t;",
-                &["SELECT `a;b`, `c``;d` FROM t;"],
-                None,
-            ),
-            (
-                "SELECT [a;b] FROM [t;]];",
-                &["SELECT [a;b] FROM [t;]];"],
-                None,
-            ),
-            (
-                "SELECT 1 -- not the end;\n;",
-                &["SELECT 1 -- not the end;\n;"],
-                None,
-            ),
-            (
-                "SELECT /* ; */ 1; SELECT /*/ ; */ 2;",
-                &["SELECT /* ; */ 1;", " SELECT /*/ ; */ 2;"],
-                None,
-            ),
-            (
-                "SELECT 1-1; SELECT 4/2;",
-                &["SELECT 1-1;", " SELECT 4/2;"],
-                None,
-            ),
-            // Leading comments belong to the statement that follows them.
-            (
-                "-- header; really\n/* block; */\nSELECT 1;",
-                &["-- header; really\n/* block; */\nSELECT 1;"],
-                None,
-            ),
-            // Triggers.
-            (
-                "CREATE TRIGGER tr AFTER INSERT ON t BEGIN\n  UPDATE u SET a = 1;\n  DELETE FROM v;\nEND;\nSELECT 3;\n",
-                &[
-                    "CREATE TRIGGER tr AFTER INSERT ON t BEGIN\n  UPDATE u SET a = 1;\n  DELETE FROM v;\nEND;",
-                    "\nSELECT 3;",
-                ],
-                None,
-            ),
-            (
-                "CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END; create temporary trigger t2 before delete on t begin select 2; end;",
-                &[
-                    "CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END;",
-                    " create temporary trigger t2 before delete on t begin select 2; end;",
-                ],
-                None,
-            ),
-            (
-                "EXPLAIN CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END; EXPLAIN SELECT 1;",
-                &[
-                    "EXPLAIN CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END;",
-                    " EXPLAIN SELECT 1;",
-                ],
-                None,
-            ),
-            // END as a column name in a trigger's body: only `; END ;` ends it.
-            (
-                "CREATE TRIGGER tr AFTER UPDATE ON t BEGIN UPDATE t SET end = 1 WHERE end > 0; SELECT end FROM t; END;",
-                &[
-                    "CREATE TRIGGER tr AFTER UPDATE ON t BEGIN UPDATE t SET end = 1 WHERE end > 0; SELECT end FROM t; END;",
-                ],
-                None,
-            ),
-            (
-                "CREATE TRIGGER tr BEGIN SELECT 1; END x; SELECT 2; END;",
-                &["CREATE TRIGGER tr BEGIN SELECT 1; END x; SELECT 2; END;"],
-                None,
-            ),
-            (
-                "CREATE TRIGGER tr BEGIN SELECT 1; end; SELECT 2;",
-                &["CREATE TRIGGER tr BEGIN SELECT 1; end;", " SELECT 2;"],
-                None,
-            ),
-            (
-                "CREATE TRIGGER tr BEGIN SELECT 1; END",
-                &[],
-                Some("CREATE TRIGGER tr BEGIN SELECT 1; END"),
-            ),
-            // Words that only look like keywords.
-            (
-                "CREATE TRIGGERS x; SELECT 1;",
-                &["CREATE TRIGGERS x;", " SELECT 1;"],
-                None,
-            ),
-            (
-                "CREATE TRIGGER$ x; SELECT 1;",
-                &["CREATE TRIGGER$ x;", " SELECT 1;"],
-                None,
-            ),
-            (
-                "CREATE TRIGGER\u{e9} x; SELECT 1;",
-                &["CREATE TRIGGER\u{e9} x;", " SELECT 1;"],
-                None,
-            ),
-            (
-                "CREATE 1TRIGGER x; SELECT 1;",
-                &["CREATE 1TRIGGER x;", " SELECT 1;"],
-                None,
-            ),
-            (
-                "CREATE TEMPORARYX TRIGGER x; SELECT 1;",
-                &["CREATE TEMPORARYX TRIGGER x;", " SELECT 1;"],
-                None,
-            ),
-            (
-                "EXPLAIN$ CREATE TRIGGER x; SELECT 1;",
-                &["EXPLAIN$ CREATE TRIGGER x;", " SELECT 1;"],
-                None,
-            ),
-            (
-                "CREATE TEMPORARILY TRIGGER x; SELECT 1;",
-                &["CREATE TEMPORARILY TRIGGER x;", " SELECT 1;"],
-                None,
-            ),
-            (
-                "CREATE/**/TEMP--\nTRIGGER x BEGIN; END;",
-                &["CREATE/**/TEMP--\nTRIGGER x BEGIN; END;"],
-                None,
-            ),
-            // Vertical tab is not whitespace to SQLite.
-            ("\x0b;", &["\x0b;"], None),
-            ("SELECT 1;\x0b", &["SELECT 1;"], Some("\x0b")),
-            // What is left at the end.
-            ("SELECT 1; SELECT 2", &["SELECT 1;"], Some(" SELECT 2")),
-            ("SELECT 1;\n-- bye;\n", &["SELECT 1;"], None),
-            ("SELECT 1; -- bye", &["SELECT 1;"], None),
-            ("SELECT 1; /* unterminated;", &["SELECT 1;"], None),
-            (
-                "SELECT 1; 'unterminated;",
-                &["SELECT 1;"],
-                Some(" 'unterminated;"),
-            ),
-            (
-                "SELECT 1; [unterminated;",
-                &["SELECT 1;"],
-                Some(" [unterminated;"),
-            ),
-            ("SELECT 1; -", &["SELECT 1;"], Some(" -")),
-            ("SELECT 1; /", &["SELECT 1;"], Some(" /")),
-            ("SELECT 1; x", &["SELECT 1;"], Some(" x")),
-            ("", &[], None),
-            ("  \n\t", &[], None),
-            // CRLF line endings.
-            (
-                "SELECT 1;\r\nSELECT 2;\r\n",
-                &["SELECT 1;", "\r\nSELECT 2;"],
-                None,
-            ),
-        ];
-        for (input, want, want_rest) in cases {
+        for (input, want, want_rest) in CASES {
             let (stmts, rest) = split_every_way(input.as_bytes());
             let got: Vec<&str> = stmts
                 .iter()

@@ -33,7 +33,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncWriteExt;
 
-use super::{Body, DeleteFailure, ObjectInfo, ObjectMeta, ObjectStore, Part, Upload, Uploaded};
+use super::{
+    Body, DeleteFailure, Error as StoreError, ErrorKind as StoreErrorKind, ObjectInfo, ObjectMeta,
+    ObjectStore, Part, Upload, Uploaded,
+};
 
 /// Upload temp files, directly beneath the root.
 const TMP_DIR: &str = ".d1-backup-tmp";
@@ -387,7 +390,7 @@ impl LocalStore {
             match lstat(&path)? {
                 Found::Missing => {}
                 Found::Link => return Err(link_error(&path)),
-                _ => bail!("object {key:?} already exists; backups are never overwritten"),
+                _ => return Err(StoreError::already_exists(key).into()),
             }
         }
         self.existing_meta(key)?;
@@ -410,7 +413,7 @@ impl LocalStore {
             Found::Missing => {}
             Found::File(_) => {
                 if !overwrite {
-                    bail!("object {key:?} already exists; backups are never overwritten");
+                    return Err(StoreError::already_exists(key).into());
                 }
             }
             Found::Link => return Err(link_error(&dest)),
@@ -486,12 +489,18 @@ impl ObjectStore for LocalStore {
         let store = self.clone();
         blocking(move || {
             let root = store.root.display().to_string();
-            store
-                .ensure_root()
-                .with_context(|| format!("input `output-dir`: cannot create {root}"))?;
-            let (path, file) = store
-                .temp_file()
-                .with_context(|| format!("input `output-dir`: {root} is not writable"))?;
+            store.ensure_root().map_err(|e| {
+                StoreError::setup(
+                    StoreErrorKind::Unwritable,
+                    format!("cannot create {root}: {e:#}"),
+                )
+            })?;
+            let (path, file) = store.temp_file().map_err(|e| {
+                StoreError::setup(
+                    StoreErrorKind::Unwritable,
+                    format!("{root} is not writable: {e:#}"),
+                )
+            })?;
             drop(file);
             store.remove_temp(&path)
         })

@@ -30,6 +30,60 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
 
+/// What went wrong with a store, where the caller must decide (which setting to blame, which
+/// exit code): the bucket or directory is missing, access was denied, the endpoint cannot be
+/// reached, a directory cannot be written, an object is already there. `setup` marks a failure of [`ObjectStore::check`]
+/// (the store as configured cannot work at all), as opposed to one operation failing.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub setup: bool,
+}
+
+/// The kinds of [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The bucket (or object) does not exist.
+    NotFound,
+    /// An object is already stored under the key (backups are never overwritten).
+    AlreadyExists,
+    /// Credentials were refused.
+    Denied,
+    /// The endpoint did not answer.
+    Unreachable,
+    /// The local directory cannot be created or written.
+    Unwritable,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            setup: false,
+        }
+    }
+
+    /// An upload to `key` refused because an object is stored there.
+    pub fn already_exists(key: &str) -> Error {
+        Error::new(
+            ErrorKind::AlreadyExists,
+            format!("object {key:?} already exists; backups are never overwritten"),
+        )
+    }
+
+    /// A failure of the store as configured ([`ObjectStore::check`]).
+    pub fn setup(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            setup: true,
+        }
+    }
+}
+
 /// Content type and user metadata of an object.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObjectMeta {

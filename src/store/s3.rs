@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use tokio::task::JoinSet;
 
 use super::{Body, DeleteFailure, ObjectInfo, ObjectMeta, ObjectStore, Part, Upload, Uploaded};
-use crate::cli::config::{ChecksumMode, InputError};
+use super::{Error as StoreError, ErrorKind};
 
 /// Concurrent part uploads per object (R2 handles few concurrent parts well).
 const PART_CONCURRENCY: usize = 1;
@@ -93,24 +93,29 @@ impl S3Store {
     }
 }
 
-/// Render an SDK error with its code and status, and a hint where one is known.
+/// S3 request checksum behaviour (R2 recommends `WhenRequired`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumMode {
+    WhenRequired,
+    WhenSupported,
+}
+
+/// Render an SDK error with its code and status; credential and missing-bucket failures
+/// become a typed [`StoreError`] (the command layer adds which setting to check).
 pub fn describe_sdk_error<E, R>(op: &str, err: &SdkError<E, R>) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
     let code = err.as_service_error().and_then(|e| e.code()).unwrap_or("");
-    let hint = match code {
-        "NoSuchBucket" => {
-            "; check `bucket` (and that `r2-endpoint` is the bucket's jurisdiction endpoint)"
-        }
+    let text = format!("{op} failed: {}", DisplayErrorContext(err));
+    match code {
+        "NoSuchBucket" => StoreError::new(ErrorKind::NotFound, text).into(),
         "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "Unauthorized" => {
-            "; check `r2-access-key-id` and `r2-secret-access-key` (or that `api-token` has R2 write permission when the keys are derived from it)"
+            StoreError::new(ErrorKind::Denied, text).into()
         }
-        _ => "",
-    };
-    let text = DisplayErrorContext(err).to_string();
-    anyhow!("{op} failed: {text}{hint}")
+        _ => anyhow!("{text}"),
+    }
 }
 
 fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<String> {
@@ -156,20 +161,20 @@ impl ObjectStore for S3Store {
             Err(e) => {
                 let st = status(&e);
                 if st == Some(404) || error_code(&e).as_deref() == Some("NoSuchBucket") {
-                    return Err(InputError::new(
-                        "bucket",
+                    return Err(StoreError::setup(
+                        ErrorKind::NotFound,
                         format!(
-                            "bucket {:?} does not exist at {} (for an EU bucket use `https://<account-id>.eu.r2.cloudflarestorage.com` as `r2-endpoint`)",
+                            "bucket {:?} does not exist at {}",
                             self.bucket, self.endpoint
                         ),
                     )
                     .into());
                 }
                 if matches!(st, Some(401 | 403)) {
-                    return Err(InputError::new(
-                        "r2-access-key-id",
+                    return Err(StoreError::setup(
+                        ErrorKind::Denied,
                         format!(
-                            "access to bucket {:?} was denied (HTTP {}); check `r2-access-key-id` and `r2-secret-access-key`, or the R2 permission of `api-token` when the keys are derived from it",
+                            "access to bucket {:?} was denied (HTTP {})",
                             self.bucket,
                             st.unwrap_or(403)
                         ),
@@ -177,8 +182,8 @@ impl ObjectStore for S3Store {
                     .into());
                 }
                 if st.is_none() {
-                    return Err(InputError::new(
-                        "r2-endpoint",
+                    return Err(StoreError::setup(
+                        ErrorKind::Unreachable,
                         format!(
                             "cannot reach {}: {}",
                             self.endpoint,
@@ -415,10 +420,7 @@ impl S3Upload {
     async fn begin_multipart(&mut self) -> Result<()> {
         // R2 does not document conditional completion: check for an existing object first.
         if self.store.head(&self.key).await?.is_some() {
-            bail!(
-                "object {:?} already exists; backups are never overwritten",
-                self.key
-            );
+            return Err(StoreError::already_exists(&self.key).into());
         }
         let out = self
             .store
@@ -570,10 +572,7 @@ impl Upload for S3Upload {
                 .await
                 .map_err(|e| {
                     if status(&e) == Some(412) {
-                        anyhow!(
-                            "object {:?} already exists; backups are never overwritten",
-                            self.key
-                        )
+                        StoreError::already_exists(&self.key).into()
                     } else {
                         describe_sdk_error(&format!("uploading {:?}", self.key), &e)
                     }

@@ -82,7 +82,7 @@ pub fn info(msg: impl AsRef<str>) {
 pub fn warn(msg: impl AsRef<str>) {
     emit("warning: ", msg.as_ref());
     let scope = scope().unwrap_or_default();
-    crate::cli::action::warning_annotation("d1-backup", &format!("{scope}{}", msg.as_ref()));
+    crate::util::workflow::warning_annotation("d1-backup", &format!("{scope}{}", msg.as_ref()));
 }
 
 pub fn error(msg: impl AsRef<str>) {
@@ -98,8 +98,12 @@ pub fn group(title: impl AsRef<str>) {
     }
     let title = sanitize(title.as_ref());
     let mut err = std::io::stderr().lock();
-    if crate::cli::action::is_actions() {
-        let _ = writeln!(err, "::group::{}", crate::cli::action::escape_data(&title));
+    if crate::util::workflow::is_actions() {
+        let _ = writeln!(
+            err,
+            "::group::{}",
+            crate::util::workflow::escape_data(&title)
+        );
     } else if !QUIET.load(Ordering::Relaxed) {
         let _ = writeln!(err, "== {title}");
     }
@@ -107,7 +111,7 @@ pub fn group(title: impl AsRef<str>) {
 
 /// End the current log group.
 pub fn endgroup() {
-    if crate::cli::action::is_actions() && scope().is_none() {
+    if crate::util::workflow::is_actions() && scope().is_none() {
         let _ = writeln!(std::io::stderr().lock(), "::endgroup::");
     }
 }

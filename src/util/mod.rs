@@ -2,11 +2,11 @@
 //! ([`secrets`]), workflow commands ([`workflow`]), progress reporting ([`progress`]), private
 //! scratch files ([`scratch`]), and the two ways a stage stops without being the cause.
 
-pub mod log;
+pub(crate) mod log;
 pub mod progress;
-pub mod scratch;
-pub mod secrets;
-pub mod workflow;
+pub(crate) mod scratch;
+pub(crate) mod secrets;
+pub(crate) mod workflow;
 
 /// A stage stopped because another stage stopped first (never the root cause).
 #[derive(Debug, Clone, Copy, thiserror::Error)]

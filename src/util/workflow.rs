@@ -50,3 +50,14 @@ pub fn warning_annotation(title: &str, message: &str) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_like_the_toolkit() {
+        assert_eq!(escape_data("a%b\r\nc"), "a%25b%0D%0Ac");
+        assert_eq!(escape_property("a:b,c\n"), "a%3Ab%2Cc%0A");
+    }
+}

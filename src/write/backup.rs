@@ -18,20 +18,19 @@ use anyhow::{Context, Result, anyhow};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::config::{InputError, Method};
+use crate::d1::export::ExportDone;
 use crate::dump::schema::Schema;
-use crate::dump::{self, DumpHeader, DumpOptions};
+use crate::dump::{self, DumpHeader, DumpOptions, Method};
 use crate::encrypt::{self, Recipients};
-use crate::manifest::{
-    self, DatabaseRef, Digest, DumpSelection, Manifest, Reordered, TableStats, Timings, rfc3339,
-};
+use crate::keys;
+use crate::manifest::{DatabaseRef, Digest, Manifest, Reordered, TableStats, Timings, rfc3339};
 use crate::source::Source;
 use crate::store::parts::plan_part_size;
 use crate::store::{ObjectMeta, ObjectStore};
 use crate::util::progress::{self, Progress};
 use crate::write::compress::Compression;
 use crate::write::pipeline::{self, Streamed, Target};
-use crate::{cli::config, dump::export, util::log};
+use crate::{dump::export, util::log};
 
 /// What to back up and how.
 #[derive(Debug, Clone)]
@@ -105,7 +104,7 @@ pub async fn run(
         store.describe(),
         job.method.as_str()
     ));
-    let schema = dump::read_schema(source.as_ref(), &job.dump.filter).await?;
+    let schema = dump::read_schema(source.as_ref(), &job.dump.selection).await?;
     if job.method == Method::Export {
         export::preflight(&schema)?;
     }
@@ -141,6 +140,14 @@ pub async fn run(
     }
 }
 
+/// One dump attempt: what it reads and where it writes.
+struct Attempt<'a> {
+    source: &'a Arc<dyn Source>,
+    job: &'a BackupJob,
+    schema: &'a Schema,
+    cancel: &'a CancellationToken,
+}
+
 async fn attempt_backup(
     source: &Arc<dyn Source>,
     store: &Arc<dyn ObjectStore>,
@@ -150,24 +157,34 @@ async fn attempt_backup(
     cancel: &CancellationToken,
 ) -> Result<Manifest> {
     let info = source.info().clone();
+    let run = Attempt {
+        source,
+        job,
+        schema,
+        cancel,
+    };
     let clock = Instant::now();
     let started = Utc::now();
     let timestamp = rfc3339(started);
-    let key = manifest::backup_key(
+    let key = keys::backup_key(
         &job.prefix,
-        &config::sanitize_name(&info.name),
+        &keys::sanitize_name(&info.name),
         started,
         &job.extension(),
     );
-
     // What is known before the data flows goes into the object metadata.
     let (bookmark_before, export_done) = match job.method {
         Method::Query => (read_bookmark(source.as_ref()).await, None),
         Method::Export => {
-            let d1 = source
-                .as_d1()
-                .ok_or_else(|| InputError::new("method", "`export` needs a D1 database"))?;
-            let done = export::start(d1, schema, &job.dump, job.export_timeout, cancel).await?;
+            let done = export::start(
+                run.d1_client()?,
+                &info.id,
+                schema,
+                &job.dump,
+                job.export_timeout,
+                cancel,
+            )
+            .await?;
             (Some(done.bookmark.clone()), Some(done))
         }
     };
@@ -193,141 +210,35 @@ async fn attempt_backup(
         meta: &meta,
         part_size: plan_part_size(info.file_size.map(|s| s.saturating_mul(3))),
         compression: job.compression,
-        wrap: job.encryption.as_ref().map(|r| Arc::clone(r).wrap()),
+        wrap: job
+            .encryption
+            .as_ref()
+            .map(|r| crate::write::encrypt::wrap(Arc::clone(r))),
         progress: Arc::clone(&progress),
     };
     log::info(format!("Writing {key}"));
-    let streamed: Streamed<Produced> = match (&export_done, job.method) {
-        (Some(done), _) => {
-            let d1 = source.as_d1().ok_or_else(|| anyhow!("export source is not D1"))?;
-            pipeline::stream_to_store(target, cancel, |tx| async move {
-                let out = export::download(d1, done, schema, &job.dump, &tx, cancel).await?;
-                Ok(Produced {
-                    tables: out.tables,
-                    row_count: out.row_count,
-                    requests: 0,
-                    warnings: Vec::new(),
-                    bookmark: Some(out.bookmark),
-                    consistent: true,
-                    export_seconds: Some(out.blocked_seconds),
-                    moved: out.moved,
-                })
-            })
-            .await
-        }
-        (None, _) => {
+    let streamed = match &export_done {
+        Some(done) => run.stream_export(target, done).await,
+        None => {
             let header = DumpHeader {
                 database_name: info.name.clone(),
                 database_id: info.id.clone(),
                 timestamp: timestamp.clone(),
                 method: job.method.as_str().into(),
             };
-            let before = bookmark_before.clone();
-            let progress = &progress;
-            pipeline::stream_to_store(target, cancel, |tx| async move {
-                let stats = dump::dump(
-                    Arc::clone(source),
-                    schema,
-                    &header,
-                    &job.dump,
-                    &tx,
-                    cancel,
-                    progress,
-                )
-                .await?;
-                let after = read_bookmark(source.as_ref()).await;
-                let consistent = source.is_snapshot() || (before.is_some() && before == after);
-                if !consistent && !last_attempt && before.is_some() && after.is_some() {
-                    return Err(anyhow!(Inconsistent {
-                        before: before.clone().unwrap_or_default(),
-                        after: after.unwrap_or_default(),
-                    }));
-                }
-                let mut warnings = stats.warnings.clone();
-                if !consistent && !source.is_snapshot() {
-                    warnings.push(match (&before, &after) {
-                        (Some(b), Some(a)) => format!(
-                            "the database changed while it was dumped (bookmark {b} → {a}) and kept changing through {} retries: this backup is not one point in time; use `method: export` for a snapshot, or back up at a quieter time",
-                            job.consistency_retries
-                        ),
-                        _ => "the Time Travel bookmark could not be read, so this backup's consistency is unknown".to_string(),
-                    });
-                }
-                Ok(Produced {
-                    tables: stats.tables,
-                    row_count: stats.row_count,
-                    requests: stats.requests + 2,
-                    warnings,
-                    bookmark: before.clone(),
-                    consistent,
-                    export_seconds: None,
-                    moved: Vec::new(),
-                })
-            })
-            .await
+            run.stream_query(target, &header, bookmark_before, last_attempt, &progress)
+                .await
         }
     }
     .with_context(|| format!("backup of {:?} failed", info.name))?;
-    let produced = &streamed.produced;
-    for w in &produced.warnings {
+    for w in &streamed.produced.warnings {
         log::warn(w);
     }
-
-    let manifest = Manifest {
-        format: Manifest::FORMAT,
-        tool: "d1-backup".into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        key: key.clone(),
-        database: DatabaseRef {
-            id: info.id.clone(),
-            name: info.name.clone(),
-            source: info.kind.into(),
-        },
-        timestamp: timestamp.clone(),
-        method: job.method.as_str().into(),
-        compression: job.compression.name().into(),
-        compression_level: job.compression.level,
-        encryption: job.encryption_scheme().map(String::from),
-        recipients: job
-            .encryption
-            .as_ref()
-            .map(|r| r.text.clone())
-            .unwrap_or_default(),
-        object: Digest {
-            size: streamed.stream.object_bytes,
-            sha256: streamed.stream.object_sha256.clone(),
-        },
-        sql: Digest {
-            size: streamed.stream.sql_bytes,
-            sha256: streamed.stream.sql_sha256.clone(),
-        },
-        table_count: schema.tables.len(),
-        row_count: produced.row_count,
-        tables: produced.tables.clone(),
-        bookmark: produced.bookmark.clone(),
-        consistent: Some(produced.consistent),
-        selection: DumpSelection {
-            tables: job.dump.filter.include.clone(),
-            exclude_tables: job.dump.filter.exclude.clone(),
-            no_data: job.dump.no_data,
-            no_schema: job.dump.no_schema,
-        },
-        timings: Timings {
-            started_at: timestamp,
-            finished_at: rfc3339(Utc::now()),
-            total_ms: clock.elapsed().as_millis() as u64,
-            export_seconds: produced.export_seconds,
-        },
-        requests: produced.requests,
-        warnings: produced.warnings.clone(),
-        reordered: (!produced.moved.is_empty()).then(|| Reordered {
-            how: export::REORDER_HOW.to_string(),
-            tables: produced.moved.clone(),
-        }),
-    };
+    let manifest = run.manifest(key, timestamp, clock, &streamed);
     write_manifest(store.as_ref(), &manifest).await?;
     log::info(format!(
-        "Wrote {key}: {} tables, {} rows, {} bytes of SQL stored as {} bytes in {} part(s)",
+        "Wrote {}: {} tables, {} rows, {} bytes of SQL stored as {} bytes in {} part(s)",
+        manifest.key,
         manifest.table_count,
         manifest.row_count,
         manifest.sql.size,
@@ -335,6 +246,154 @@ async fn attempt_backup(
         streamed.uploaded.parts
     ));
     Ok(manifest)
+}
+
+impl Attempt<'_> {
+    fn d1_client(&self) -> Result<&Arc<crate::d1::D1Client>> {
+        self.source
+            .d1_client()
+            .ok_or_else(|| anyhow!("the export method needs a D1 database as its source"))
+    }
+
+    /// Stream a finished D1 export into the object, byte for byte.
+    async fn stream_export(
+        &self,
+        target: Target<'_>,
+        done: &ExportDone,
+    ) -> Result<Streamed<Produced>> {
+        let client = self.d1_client()?;
+        pipeline::stream_to_store(target, self.cancel, |tx| async move {
+            let out = export::download(client, done, self.schema, &self.job.dump, &tx, self.cancel)
+                .await?;
+            Ok(Produced {
+                tables: out.tables,
+                row_count: out.row_count,
+                requests: 0,
+                warnings: Vec::new(),
+                bookmark: Some(out.bookmark),
+                consistent: true,
+                export_seconds: Some(out.blocked_seconds),
+                moved: out.moved,
+            })
+        })
+        .await
+    }
+
+    /// Dump with read queries into the object; the bookmark is read again at the end to
+    /// tell whether the database changed meanwhile ([`Inconsistent`] asks for a retry).
+    async fn stream_query(
+        &self,
+        target: Target<'_>,
+        header: &DumpHeader,
+        before: Option<String>,
+        last_attempt: bool,
+        progress: &Arc<Progress>,
+    ) -> Result<Streamed<Produced>> {
+        let source = self.source;
+        pipeline::stream_to_store(target, self.cancel, |tx| async move {
+            let stats = dump::dump(
+                Arc::clone(source),
+                self.schema,
+                header,
+                &self.job.dump,
+                &tx,
+                self.cancel,
+                progress,
+            )
+            .await?;
+            let after = read_bookmark(source.as_ref()).await;
+            let consistent = source.is_snapshot() || (before.is_some() && before == after);
+            if !consistent && !last_attempt && before.is_some() && after.is_some() {
+                return Err(anyhow!(Inconsistent {
+                    before: before.clone().unwrap_or_default(),
+                    after: after.unwrap_or_default(),
+                }));
+            }
+            let mut warnings = stats.warnings.clone();
+            if !consistent && !source.is_snapshot() {
+                warnings.push(self.inconsistency_warning(before.as_deref(), after.as_deref()));
+            }
+            Ok(Produced {
+                tables: stats.tables,
+                row_count: stats.row_count,
+                requests: stats.requests + 2,
+                warnings,
+                bookmark: before,
+                consistent,
+                export_seconds: None,
+                moved: Vec::new(),
+            })
+        })
+        .await
+    }
+
+    fn inconsistency_warning(&self, before: Option<&str>, after: Option<&str>) -> String {
+        match (before, after) {
+            (Some(b), Some(a)) => format!(
+                "the database changed while it was dumped (bookmark {b} → {a}) and kept changing through {} retries: this backup is not one point in time; back up with D1's export for a snapshot, or at a quieter time",
+                self.job.consistency_retries
+            ),
+            _ => "the Time Travel bookmark could not be read, so this backup's consistency is unknown".to_string(),
+        }
+    }
+
+    /// The manifest of a backup whose object was written.
+    fn manifest(
+        &self,
+        key: String,
+        timestamp: String,
+        clock: Instant,
+        streamed: &Streamed<Produced>,
+    ) -> Manifest {
+        let (job, info, produced) = (self.job, self.source.info(), &streamed.produced);
+        Manifest {
+            format: Manifest::FORMAT,
+            tool: "d1-backup".into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            key,
+            database: DatabaseRef {
+                id: info.id.clone(),
+                name: info.name.clone(),
+                source: info.kind.into(),
+            },
+            timestamp: timestamp.clone(),
+            method: job.method.as_str().into(),
+            compression: job.compression.name().into(),
+            compression_level: job.compression.level,
+            encryption: job.encryption_scheme().map(String::from),
+            recipients: job
+                .encryption
+                .as_ref()
+                .map(|r| r.text.clone())
+                .unwrap_or_default(),
+            object: Digest {
+                size: streamed.stream.object_bytes,
+                sha256: streamed.stream.object_sha256.clone(),
+            },
+            sql: Digest {
+                size: streamed.stream.sql_bytes,
+                sha256: streamed.stream.sql_sha256.clone(),
+            },
+            table_count: self.schema.tables.len(),
+            row_count: produced.row_count,
+            tables: produced.tables.clone(),
+            bookmark: produced.bookmark.clone(),
+            consistent: Some(produced.consistent),
+            selection: job.dump.selection.clone(),
+            timings: Timings {
+                started_at: timestamp,
+                finished_at: rfc3339(Utc::now()),
+                total_ms: clock.elapsed().as_millis() as u64,
+                export_seconds: produced.export_seconds,
+            },
+            requests: produced.requests,
+            warnings: produced.warnings.clone(),
+            reordered: (!produced.moved.is_empty()).then(|| Reordered {
+                how: export::REORDER_HOW.to_string(),
+                tables: produced.moved.clone(),
+            }),
+        }
+    }
 }
 
 /// Warnings for kept tables whose foreign keys point at tables left out of the backup: such a
@@ -378,7 +437,7 @@ async fn read_bookmark(source: &dyn Source) -> Option<String> {
 /// Store the manifest; if that fails, remove the object so it is not left half-done.
 pub async fn write_manifest(store: &dyn ObjectStore, manifest: &Manifest) -> Result<()> {
     let body = serde_json::to_vec_pretty(manifest)?;
-    let mkey = Manifest::key_for(&manifest.key);
+    let mkey = keys::manifest_key(&manifest.key);
     let meta = ObjectMeta {
         content_type: "application/json".into(),
         metadata: Default::default(),

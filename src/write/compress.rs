@@ -10,24 +10,16 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
-use bytes::Bytes;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::dump::Piece;
 use crate::store::parts::{PartWriter, WrittenObject};
 use crate::util::progress::Progress;
 
 /// zstd job size with worker threads (the default, 4× the window, costs tens of MiB).
 const JOB_SIZE: u32 = 2 << 20;
-
-/// Messages from the dumper to the compressor.
-#[derive(Debug)]
-pub enum Piece {
-    Data(Bytes),
-    /// The dump finished successfully.
-    End,
-}
 
 /// Compression settings.
 #[derive(Debug, Clone, Copy)]

@@ -3,6 +3,7 @@
 //! channels ([`pipeline`]); [`backup`] runs one backup of a source end to end and records its
 //! manifest.
 
-pub mod backup;
-pub mod compress;
-pub mod pipeline;
+pub(crate) mod backup;
+pub(crate) mod compress;
+pub(crate) mod encrypt;
+pub(crate) mod pipeline;

@@ -15,10 +15,11 @@ use anyhow::{Result, anyhow};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::dump::Piece;
 use crate::store::parts::{PartMsg, PartWriter};
 use crate::store::{ObjectMeta, ObjectStore, Upload, Uploaded};
 use crate::util::progress::Progress;
-use crate::write::compress::{self, Compression, Piece, StreamStats, Wrap};
+use crate::write::compress::{self, Compression, StreamStats, Wrap};
 use crate::{util::Cancelled, util::PipelineClosed};
 
 /// Parts alive at once: one being filled plus those being uploaded.

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use age::secrecy::ExposeSecret;
+use d1_backup::keys::manifest_key;
 use d1_backup::manifest::Manifest;
 use d1_backup::store::ObjectStore;
 use d1_backup::store::local::LocalStore;
@@ -85,7 +86,7 @@ fn x25519_round_trip_through_r2_restores_exactly() {
     assert_eq!(meta.metadata["encryption"], "age");
     assert_eq!(meta.content_type, "application/octet-stream");
     let manifest: Manifest =
-        serde_json::from_slice(&support::get_bytes(&store, &Manifest::key_for(&key))).unwrap();
+        serde_json::from_slice(&support::get_bytes(&store, &manifest_key(&key))).unwrap();
     assert_eq!(manifest.encryption.as_deref(), Some("age"));
     assert_eq!(manifest.recipients, vec![public.clone(), other_public]);
 

@@ -88,7 +88,7 @@ fn export_stores_exactly_what_d1_served() {
     assert!(outputs.contains_key("export-seconds"));
     let manifest: d1_backup::manifest::Manifest = serde_json::from_slice(&support::get_bytes(
         &store,
-        &d1_backup::manifest::Manifest::key_for(key),
+        &d1_backup::keys::manifest_key(key),
     ))
     .unwrap();
     assert_eq!(manifest.bookmark.as_deref(), report["bookmark"].as_str());
@@ -155,7 +155,7 @@ break');
     let store = support::s3_store(&endpoint, &bucket);
     let manifest: d1_backup::manifest::Manifest = serde_json::from_slice(&support::get_bytes(
         &store,
-        &d1_backup::manifest::Manifest::key_for(&key),
+        &d1_backup::keys::manifest_key(&key),
     ))
     .unwrap();
     let reordered = manifest.reordered.expect("the manifest says what moved");

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use d1_backup::keys::manifest_key;
 use d1_backup::manifest::Manifest;
 use sha2::{Digest, Sha256};
 
@@ -92,7 +93,7 @@ fn planted_and_future_dated_backups_never_drive_retention() {
     let copied = out.join("app/backup-2020-01-01T00-00-00-000Z.sql.zst");
     std::fs::copy(out.join(&first), &copied).unwrap();
     std::fs::copy(
-        out.join(Manifest::key_for(&first)),
+        out.join(manifest_key(&first)),
         out.join("app/backup-2020-01-01T00-00-00-000Z.sql.zst.manifest.json"),
     )
     .unwrap();
@@ -135,7 +136,7 @@ fn planted_and_future_dated_backups_never_drive_retention() {
         out.join(&third).exists(),
         "the run deleted the backup it had just written"
     );
-    assert!(out.join(Manifest::key_for(&third)).exists());
+    assert!(out.join(manifest_key(&third)).exists());
     assert!(plant.exists());
 }
 
@@ -297,7 +298,7 @@ fn forge(out: &Path, key: &str, sql: &[u8]) {
 
 fn forge_object(out: &Path, key: &str, object: &[u8], sql_size: u64, sql_sha: &str) {
     std::fs::write(out.join(key), object).unwrap();
-    let mpath = out.join(Manifest::key_for(key));
+    let mpath = out.join(manifest_key(key));
     let mut m: Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
     m.object.size = object.len() as u64;
     m.object.sha256 = hex::encode(Sha256::digest(object));
@@ -315,7 +316,7 @@ fn verification_checks_the_hash_first_and_never_attaches() {
     let key = backup(&env, &[]);
 
     // A replaced object behind the genuine manifest: nothing of it runs.
-    let manifest_before = std::fs::read(out.join(Manifest::key_for(&key))).unwrap();
+    let manifest_before = std::fs::read(out.join(manifest_key(&key))).unwrap();
     let marker = dir.path().join("ran.db");
     let evil = format!("CREATE TABLE t(a);\nATTACH '{}' AS x;\n", marker.display());
     std::fs::write(
@@ -332,7 +333,7 @@ fn verification_checks_the_hash_first_and_never_attaches() {
     );
     assert!(!marker.exists());
     assert_eq!(
-        std::fs::read(out.join(Manifest::key_for(&key))).unwrap(),
+        std::fs::read(out.join(manifest_key(&key))).unwrap(),
         manifest_before
     );
 
@@ -409,7 +410,7 @@ fn hostile_objects_cost_bounded_memory_and_cpu() {
     }
     header.extend_from_slice(b"--- AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
     header.extend_from_slice(&[0u8; 100]);
-    let mpath = out.join(Manifest::key_for(&key));
+    let mpath = out.join(manifest_key(&key));
     let mut m: Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
     m.encryption = Some("age".into());
     std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
@@ -437,7 +438,7 @@ fn the_local_store_never_follows_symlinks_and_files_are_private() {
     // New files are 0600, directories 0700; so is a restored database.
     for f in [
         key.clone(),
-        Manifest::key_for(&key),
+        manifest_key(&key),
         format!("{key}.verify.json"),
     ] {
         let mode = std::fs::metadata(out.join(&f))
@@ -494,7 +495,7 @@ fn the_local_store_never_follows_symlinks_and_files_are_private() {
     // A manifest whose key names another file: refused, nothing of that file is printed.
     let secret_file = dir.path().join("secret.txt");
     std::fs::write(&secret_file, "TOP-SECRET-LINE\n").unwrap();
-    let mpath = out.join(Manifest::key_for(&key));
+    let mpath = out.join(manifest_key(&key));
     let mut m: Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
     m.key = "../secret.txt".into();
     std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();

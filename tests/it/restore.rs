@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use d1_backup::keys::manifest_key;
 use d1_backup::manifest::Manifest;
 
 use crate::support::{self, cli_env, compare, run};
@@ -34,7 +35,7 @@ fn corrupted_backups_fail_verification() {
     let key = backup_local(&db, &out);
     let object = out.join(&key);
     let original = std::fs::read(&object).unwrap();
-    let manifest_path = out.join(Manifest::key_for(&key));
+    let manifest_path = out.join(manifest_key(&key));
     let manifest_text = std::fs::read_to_string(&manifest_path).unwrap();
 
     // Intact: verifies, and the report is stored next to the backup.
@@ -221,7 +222,7 @@ fn before_picks_the_newest_backup_at_or_before_the_time() {
         "2026-03-01T00-00-00-000Z",
     ];
     let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(out.join(Manifest::key_for(&key))).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(out.join(manifest_key(&key))).unwrap()).unwrap();
     for s in stamps {
         let k = format!("small/backup-{s}.sql.zst");
         std::fs::copy(out.join(&key), out.join(&k)).unwrap();
@@ -232,11 +233,7 @@ fn before_picks_the_newest_backup_at_or_before_the_time() {
                 .unwrap()
                 .and_utc(),
         );
-        std::fs::write(
-            out.join(Manifest::key_for(&k)),
-            serde_json::to_vec(&m).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(out.join(manifest_key(&k)), serde_json::to_vec(&m).unwrap()).unwrap();
     }
     // An incomplete one (no manifest) is never picked.
     std::fs::copy(

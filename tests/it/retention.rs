@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
-use d1_backup::manifest::{Manifest, backup_key};
+use d1_backup::keys::{backup_key, manifest_key};
+use d1_backup::manifest::Manifest;
 use d1_backup::store::{ObjectMeta, ObjectStore};
 
 use crate::support::{self, block_on, run};
@@ -102,10 +103,7 @@ fn seed(store: &dyn ObjectStore) -> (Vec<String>, Vec<String>, Vec<String>) {
             ..Manifest::default()
         };
         objects.push((key.clone(), b"zstd bytes".to_vec()));
-        objects.push((
-            Manifest::key_for(&key),
-            serde_json::to_vec(&manifest).unwrap(),
-        ));
+        objects.push((manifest_key(&key), serde_json::to_vec(&manifest).unwrap()));
         backups.push(key);
     }
     let foreign: Vec<String> = vec![
@@ -165,7 +163,7 @@ fn gfs_pruning_deletes_exactly_the_expected_backups() {
         .iter()
         .zip(times())
         .filter(|(_, t)| kept_times.contains(t))
-        .flat_map(|(k, _)| [k.clone(), Manifest::key_for(k)])
+        .flat_map(|(k, _)| [k.clone(), manifest_key(k)])
         .chain(foreign.iter().cloned())
         .collect();
     let after = all_keys(&store);

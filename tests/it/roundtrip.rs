@@ -2,6 +2,7 @@
 
 use std::io::BufReader;
 
+use d1_backup::keys::manifest_key;
 use d1_backup::manifest::Manifest;
 use d1_backup::read::load::{LoadRules, load};
 
@@ -34,7 +35,7 @@ fn query_backup_restores_exactly() {
     let store = support::s3_store(&endpoint, &bucket);
     let object = support::get_bytes(&store, &key);
     let manifest: Manifest =
-        serde_json::from_slice(&support::get_bytes(&store, &Manifest::key_for(&key))).unwrap();
+        serde_json::from_slice(&support::get_bytes(&store, &manifest_key(&key))).unwrap();
     assert_eq!(manifest.object.size, object.len() as u64);
     let sql = support::sql_of(&object, &key);
     assert_eq!(manifest.sql.size, sql.len() as u64);

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use d1_backup::cli::config::ChecksumMode;
 use d1_backup::store::local::LocalStore;
 use d1_backup::store::parts::MIB;
+use d1_backup::store::s3::ChecksumMode;
 use d1_backup::store::s3::S3Store;
-use d1_backup::store::{ObjectMeta, ObjectStore};
+use d1_backup::store::{Error as StoreError, ErrorKind, ObjectMeta, ObjectStore};
 
 use crate::support::{self, block_on};
 
@@ -84,7 +84,12 @@ async fn conformance(store: Arc<dyn ObjectStore>) {
         u.complete().await
     }
     .await;
-    assert!(attempt.is_err(), "overwrote an existing backup");
+    let err = attempt.expect_err("overwrote an existing backup");
+    assert_eq!(
+        err.downcast_ref::<StoreError>().map(|e| e.kind),
+        Some(ErrorKind::AlreadyExists),
+        "{err:#}"
+    );
     assert_eq!(
         read_all(store.as_ref(), "db/backup-b.sql.zst").await,
         data(1000, 9).to_vec()

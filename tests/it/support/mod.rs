@@ -19,8 +19,8 @@ use std::sync::{Arc, OnceLock};
 
 use d1_backup::read::load::{LoadRules, load};
 
-use d1_backup::cli::config::ChecksumMode;
 use d1_backup::store::ObjectStore;
+use d1_backup::store::s3::ChecksumMode;
 use d1_backup::store::s3::S3Store;
 use fake_d1::{FakeD1, Options, Token};
 use sha2::{Digest, Sha256};

@@ -9,7 +9,10 @@
 //! * the compact [`Page`] of a `/raw` result (`{columns, rows}`, serde path);
 //! * the streaming [`PageDecoder`] the dumper uses for pages, fed whole, byte by byte and in
 //!   chunks: it must never panic and must decode the same thing however the body is split;
-//! * the `Retry-After` header parser, on the first line of the input.
+//! * the `Retry-After` header parser, on the first line of the input;
+//! * the cell checker every dumped cell passes (each decoded cell: a cell it accepts must,
+//!   as the dump writes it, be accepted as a value by the restore grammar), and the restore grammar itself on
+//!   the input read as one statement.
 //!
 //! Whatever decodes is read back through the accessors the product uses, so a decoder that
 //! builds an inconsistent value panics here rather than later in a dump.
@@ -21,6 +24,8 @@ use d1_backup::d1::stream::{Decoded, PageDecoder};
 use d1_backup::d1::types::{BookmarkResult, DatabaseInfo, Envelope, RawResult, TokenInfo};
 use d1_backup::rows::Page;
 use d1_backup::rows::Value;
+use d1_backup::sqltext::cell::check_cell;
+use d1_backup::sqltext::statement::DumpGrammar;
 
 /// Decode `data` every way the product decodes a D1 answer. Panics only on a product bug.
 pub fn decode_d1_response(data: &[u8]) {
@@ -81,6 +86,11 @@ pub fn decode_d1_response(data: &[u8]) {
         }
     }
 
+    // The restore grammar on the input as one statement: it may refuse, never panic.
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = DumpGrammar::with_tables(["t"]).check(text);
+    }
+
     // `Retry-After`, from the first line (headers are short).
     let first_line = data.split(|&b| b == b'\n').next().unwrap_or_default();
     if first_line.len() <= 128
@@ -131,6 +141,13 @@ fn touch_page(page: &Page) {
         assert_eq!(row.len(), page.width());
         for (c, cell) in row.iter().enumerate() {
             assert_eq!(page.cell(r, c), *cell);
+            if check_cell(cell).is_ok() {
+                let written = d1_backup::dump::sql::normalize_literal(cell);
+                let insert = format!("INSERT INTO t VALUES({written});");
+                if let Err(e) = DumpGrammar::with_tables(["t"]).check(&insert) {
+                    panic!("the cell checker passed {cell:?}, the restore grammar refuses it: {e}");
+                }
+            }
         }
     }
 }

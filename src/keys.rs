@@ -2,12 +2,15 @@
 //!
 //! Key: `<prefix><database>/backup-YYYY-MM-DDTHH-mm-ss-sssZ.sql[.zst][.age]` (the original
 //! Worker design's timestamp form, UTC); beside it `<key>.manifest.json` and
-//! `<key>.verify.json`. Every key the tool writes or recognises is built or parsed here.
+//! `<key>.verify.json`, and with signing `<key>.manifest.json.sig`. Every key the tool writes or recognises is built or parsed here.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 /// Suffix of manifest objects.
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+/// Suffix of a manifest's signature, after the manifest's own key.
+pub const SIGNATURE_SUFFIX: &str = ".sig";
 
 /// Suffix of the verification report written next to a backup.
 pub const VERIFY_SUFFIX: &str = ".verify.json";
@@ -63,6 +66,12 @@ pub fn parse_backup_key(dir: &str, key: &str) -> Option<BackupKey> {
 /// The key of the manifest of the backup `object_key`.
 pub fn manifest_key(object_key: &str) -> String {
     format!("{object_key}{MANIFEST_SUFFIX}")
+}
+
+/// The key of the signature of the manifest of the backup `object_key`
+/// (`<key>.manifest.json.sig`).
+pub fn signature_key(object_key: &str) -> String {
+    format!("{}{SIGNATURE_SUFFIX}", manifest_key(object_key))
 }
 
 /// The key of the verification report of the backup `object_key`.
@@ -154,6 +163,8 @@ mod tests {
         let key = "p/db/backup-2026-11-28T09-15-26-123Z.sql.zst";
         assert_eq!(manifest_key(key), format!("{key}.manifest.json"));
         assert_eq!(verify_key(key), format!("{key}.verify.json"));
+        assert_eq!(signature_key(key), format!("{key}.manifest.json.sig"));
+        assert_eq!(parse_backup_key("p/db/", &signature_key(key)), None);
         assert_eq!(parse_backup_key("p/db/", &manifest_key(key)), None);
         assert_eq!(parse_backup_key("p/db/", &verify_key(key)), None);
     }

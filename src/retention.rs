@@ -305,16 +305,21 @@ impl Plan {
         self.decisions.iter().filter(|d| d.action == action).count()
     }
 
-    /// Keys to delete, in the order to delete them: first the manifest and verification report
-    /// of every deleted complete backup, then every deleted object (complete or not).
+    /// Keys to delete, in the order to delete them: first the signature, manifest and
+    /// verification report of every deleted complete backup, then every deleted object
+    /// (complete or not).
     ///
     /// Manifests go first so that an interrupted deletion leaves incomplete backups, which a
     /// later run deletes, rather than a manifest without its object.
     pub fn delete_keys(&self) -> Vec<String> {
         let doomed = || self.decisions.iter().filter(|d| d.action == Action::Delete);
-        let companions = doomed()
-            .filter(|d| d.complete)
-            .flat_map(|d| [keys::manifest_key(&d.key), keys::verify_key(&d.key)]);
+        let companions = doomed().filter(|d| d.complete).flat_map(|d| {
+            [
+                keys::signature_key(&d.key),
+                keys::manifest_key(&d.key),
+                keys::verify_key(&d.key),
+            ]
+        });
         let objects = doomed().map(|d| d.key.clone());
         companions.chain(objects).collect()
     }
@@ -1047,7 +1052,7 @@ mod tests {
             } else {
                 assert_eq!(soon.hold, None);
                 assert_eq!(soon.kept() + soon.deleted(), data.len(), "{spec}");
-                assert_eq!(soon.delete_keys().len(), 3 * soon.deleted(), "{spec}");
+                assert_eq!(soon.delete_keys().len(), 4 * soon.deleted(), "{spec}");
             }
         }
     }
@@ -1298,6 +1303,7 @@ mod tests {
         assert_eq!(
             p.delete_keys(),
             [
+                "db/backup-2026-11-20T00-00-00-000Z.sql.zst.manifest.json.sig",
                 "db/backup-2026-11-20T00-00-00-000Z.sql.zst.manifest.json",
                 "db/backup-2026-11-20T00-00-00-000Z.sql.zst.verify.json",
                 "db/backup-2026-11-21T00-00-00-000Z.sql.zst",

@@ -62,7 +62,7 @@ const D1_BACKUP: Rules = Rules {
     layers: &[
         &["util"], // log, secrets, scratch, progress, workflow-command escaping
         &["sqltext", "rows", "keys"],
-        &["manifest", "encrypt"],
+        &["manifest", "encrypt", "sign"],
         &["retention"],
         &["d1", "store"],
         &["source"],

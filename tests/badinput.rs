@@ -484,6 +484,28 @@ fn table(p: &Paths) -> Vec<Row> {
             .bad_in("verify", s(&p.identity_file))
             .with("age-identity", p.identity.clone())
             .row(),
+        Cases::of("signing-key")
+            .bad("garbage")
+            .bad("-----BEGIN OPENSSH PRIVATE KEY-----\nZ2FyYmFnZQ==\n-----END OPENSSH PRIVATE KEY-----\n")
+            .secret()
+            // Protected by a passphrase (no job can type it).
+            .bad(PASSPHRASE_KEY)
+            .secret()
+            // Not ed25519.
+            .bad(ECDSA_KEY)
+            .secret()
+            // A public key given by mistake.
+            .bad(ECDSA_PUBLIC)
+            .row(),
+        Cases::of("verify-key")
+            .bad_in("verify", "garbage")
+            .bad_in("restore", "ssh-ed25519 notbase64")
+            .bad_in("list", ECDSA_PUBLIC)
+            .bad_in("verify", "# only a comment")
+            // A private key given by mistake: refused, and never echoed.
+            .bad_in("verify", ECDSA_KEY)
+            .secret()
+            .row(),
         any(
             "backup-key",
             "free text: any object key (or `latest`) is accepted; whether it exists can only be known by asking the store",
@@ -1074,3 +1096,24 @@ fn command_line_syntax_errors_are_reported_like_bad_input() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Test keys for the `signing-key`/`verify-key` rows (`ssh-keygen`, never used elsewhere).
+const PASSPHRASE_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABDOf4J5m6
+tTWY7iXhfZyDfiAAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAICGkKhghluC/yCX7
+f/VloM/7Ud0m8l1ymGR11NNFCOUNAAAAkFXP0ylGUYFpiC4KYxmEG6v6muyEpfTFNY3M+W
+p+KN6Rk/YHt4uxAUPS3J6uGcF8UFEaAbiGtpqS+C0SGP4fvRhVZpVcVfZxQjC5zKlIW6q5
+yeTwr+UNiBrvfBBAiSVMnRMd2yUEuP6juzHrvjO4iJEE7m44qZufkKGHjxKiLQyIIfrdrK
+ieOAP/fq9N7tvftg==
+-----END OPENSSH PRIVATE KEY-----
+";
+const ECDSA_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAaAAAABNlY2RzYS
+1zaGEyLW5pc3RwMjU2AAAACG5pc3RwMjU2AAAAQQRxStUqY+Geod+lz5H/ts4APY257rhC
+EWh8klsilal5u8ASkXUkA5/MR54F1E/iu94t3GcieyAorrGkHjsh+eq/AAAAoKpwt3mqcL
+d5AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHFK1Spj4Z6h36XP
+kf+2zgA9jbnuuEIRaHySWyKVqXm7wBKRdSQDn8xHngXUT+K73i3cZyJ7ICiusaQeOyH56r
+8AAAAgVgYESwGqa0VNb6H1VHk6vB4MS57wFZEKJxP8SXKum94AAAACZWMBAgMEBQY=
+-----END OPENSSH PRIVATE KEY-----
+";
+const ECDSA_PUBLIC: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHFK1Spj4Z6h36XPkf+2zgA9jbnuuEIRaHySWyKVqXm7wBKRdSQDn8xHngXUT+K73i3cZyJ7ICiusaQeOyH56r8= ec";

@@ -38,6 +38,8 @@ use d1_backup::manifest::Selection;
 use d1_backup::read::load::{LoadRules, for_each_statement, load};
 use d1_backup::source::Source;
 use d1_backup::source::sqlite::{SqliteSource, run_page};
+use d1_backup::sqltext::cell::check_cell;
+use d1_backup::sqltext::statement::DumpGrammar;
 use d1_backup::sqltext::{MAX_STATEMENT_BYTES, quote_ident, quote_str};
 use d1_backup::util::progress::Progress;
 use proptest::prelude::*;
@@ -411,6 +413,8 @@ proptest! {
         for (r, want) in source_rows.iter().enumerate() {
             let lits = page.row(r);
             for (lit, want) in lits.iter().zip(want) {
+                // Every literal the encoder makes passes the cell checker.
+                prop_assert!(check_cell(lit).is_ok(), "checker refused {:?}", lit);
                 let sql_lit = normalize_literal(lit);
                 prop_assert!(
                     !sql_lit.contains(['\n', '\r']),
@@ -430,7 +434,12 @@ proptest! {
                 .write(&mut out, Some(lits[0]), &cells)
                 .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
         }
-        load(&mut dst, out.as_bytes(), LoadRules::d1())
+        // The rows alone (the table exists already): the grammar of a data-only dump.
+        let mut grammar = DumpGrammar::with_tables(["t"]);
+        for_each_statement(out.as_bytes(), None, |s, _| Ok(grammar.check(s)?))
+            .map_err(|e| TestCaseError::fail(format!("{e:#}\n{out}")))?;
+        let rules = LoadRules { dump_statements_only: false, ..LoadRules::d1() };
+        load(&mut dst, out.as_bytes(), rules)
             .map_err(|e| TestCaseError::fail(format!("{e:#}\n{out}")))?;
         prop_assert_eq!(read_rows(&dst, "SELECT rowid, v, w FROM t ORDER BY rowid"), source_rows);
     }
@@ -747,6 +756,7 @@ fn dump_round_trip(spec: &TableSpec, limit: usize) -> Result<(), TestCaseError> 
         max_statement_bytes: Some(limit),
         d1_semantics: true,
         max_db_bytes: None,
+        dump_statements_only: true,
     };
     load(&mut dst, sql.as_bytes(), rules)
         .map_err(|e| TestCaseError::fail(format!("restore failed: {e:#}")))?;

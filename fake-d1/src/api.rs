@@ -336,6 +336,13 @@ async fn query(
     if inject.is_some() {
         *fault = Some("write_during_reads");
     }
+    let hostile = faults
+        .hostile_cell
+        .clone()
+        .filter(|_| items.iter().any(|it| it.sql.contains("quote(")));
+    if hostile.is_some() {
+        *fault = Some("hostile_cell");
+    }
     let ran = tokio::task::spawn_blocking(move || {
         let conn = db.lock_conn();
         {
@@ -364,7 +371,10 @@ async fn query(
     })
     .await;
     match ran {
-        Ok(Ran::Done(body)) => Reply::json(200, body),
+        Ok(Ran::Done(body)) => match hostile {
+            Some(cell) => Reply::json(200, plant_cell(&body, &cell)),
+            None => Reply::json(200, body),
+        },
         Ok(Ran::Blocked(m)) => Reply::error(500, 7500, m),
         Ok(Ran::Failed(ExecError::Sql(m))) => Reply::error(400, 7500, &m),
         // The HTTP status of this error is UNCONFIRMED; a reset isolate looks like a 5xx.
@@ -374,6 +384,34 @@ async fn query(
             "D1 DB's isolate exceeded its memory limit and was reset.",
         ),
         Err(_) => internal_error(),
+    }
+}
+
+/// `body` with `cell` in place of the last cell of the first row of every result.
+fn plant_cell(body: &str, cell: &str) -> String {
+    fn walk(v: &mut Value, cell: &str) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::Array(rows)) = map.get_mut("rows")
+                    && let Some(Value::Array(first)) = rows.first_mut()
+                    && let Some(last) = first.last_mut()
+                {
+                    *last = Value::String(cell.to_string());
+                }
+                for (_, child) in map.iter_mut() {
+                    walk(child, cell);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, cell)),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<Value>(body) {
+        Ok(mut v) => {
+            walk(&mut v, cell);
+            v.to_string()
+        }
+        Err(_) => body.to_string(),
     }
 }
 

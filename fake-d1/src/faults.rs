@@ -41,6 +41,9 @@ pub struct Faults {
     /// On every Nth `/query` or `/raw` request to a database, first run this SQL on that
     /// database as another client would (bumps its bookmark when it writes).
     pub write_during_reads: Option<(u32, String)>,
+    /// Answer every page of rows (a `/query` or `/raw` request whose SQL selects `quote(…)`)
+    /// with this text in place of the last cell of its first row: a hostile or broken server.
+    pub hostile_cell: Option<String>,
 }
 
 /// Whether request number `n` (1-based) is hit by an "every Nth" fault.

@@ -21,6 +21,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::keys::{self, MANIFEST_SUFFIX};
 use crate::manifest::Manifest;
+use crate::sign::{SignatureProblem, VerifyKeys};
 use crate::store::ObjectStore;
 
 /// One backup object found in the store.
@@ -159,6 +160,62 @@ pub fn pick<'a>(
 
 /// Read a backup's manifest; it must name this very key.
 pub async fn read_manifest(store: &dyn ObjectStore, key: &str) -> Result<Manifest> {
+    Ok(read_manifest_bytes(store, key).await?.0)
+}
+
+/// Read a backup's manifest and, with `trusted` keys, check its signature first: a backup
+/// whose manifest is unsigned, signed by another key or changed after signing is refused.
+pub async fn read_manifest_checked(
+    store: &dyn ObjectStore,
+    key: &str,
+    trusted: Option<&VerifyKeys>,
+) -> Result<Manifest> {
+    let (m, bytes) = read_manifest_bytes(store, key).await?;
+    if let Some(trusted) = trusted {
+        check_signature(store, key, &bytes, trusted)
+            .await
+            .map_err(|problem| Untrusted {
+                key: key.to_string(),
+                problem,
+            })?;
+    }
+    Ok(m)
+}
+
+/// A backup whose manifest's signature is not accepted.
+#[derive(Debug, thiserror::Error)]
+#[error("backup {key:?} is refused: {problem}; only backups signed by a trusted key are read")]
+pub struct Untrusted {
+    pub key: String,
+    pub problem: SignatureProblem,
+}
+
+/// Checks the stored signature of the manifest `bytes` of backup `key` against `trusted`.
+pub async fn check_signature(
+    store: &dyn ObjectStore,
+    key: &str,
+    bytes: &[u8],
+    trusted: &VerifyKeys,
+) -> Result<(), SignatureProblem> {
+    let skey = keys::signature_key(key);
+    let sig = match store.head(&skey).await {
+        Ok(None) => None,
+        Ok(Some(_)) => Some(
+            read_small(store, &skey)
+                .await
+                .map_err(|e| SignatureProblem::Invalid(format!("reading {skey} failed: {e:#}")))?,
+        ),
+        Err(e) => {
+            return Err(SignatureProblem::Invalid(format!(
+                "looking for {skey} failed: {e:#}"
+            )));
+        }
+    };
+    trusted.verify(bytes, sig.as_deref())
+}
+
+/// The manifest of `key` and its exact stored bytes (what a signature covers).
+async fn read_manifest_bytes(store: &dyn ObjectStore, key: &str) -> Result<(Manifest, Vec<u8>)> {
     let mkey = keys::manifest_key(key);
     if store.head(&mkey).await?.is_none() {
         bail!(
@@ -174,7 +231,7 @@ pub async fn read_manifest(store: &dyn ObjectStore, key: &str) -> Result<Manifes
             m.key
         );
     }
-    Ok(m)
+    Ok((m, text))
 }
 
 /// Read a small object (a manifest, a report) whole, refusing one over

@@ -16,6 +16,7 @@ use crate::catalog::{self, BackupEntry};
 use crate::encrypt::{self, Identities};
 use crate::keys;
 use crate::retention::{self, Action, Entry, Plan, Policy};
+use crate::sign::VerifyKeys;
 use crate::store::{DeleteFailure, ObjectStore};
 use crate::util::log;
 
@@ -135,15 +136,32 @@ pub struct Listed {
     /// For an encrypted backup listed with an identity: whether the identity opens it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decryptable: Option<bool>,
+    /// Listed with trusted keys: `valid`, or why the manifest's signature is not accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
+impl Listed {
+    /// Listed with trusted keys, and its signature is not accepted.
+    pub fn untrusted(&self) -> bool {
+        self.signature
+            .as_deref()
+            .is_some_and(|s| s != SIGNATURE_VALID)
+    }
+}
+
+/// [`Listed::signature`] of a backup whose signature is accepted.
+pub const SIGNATURE_VALID: &str = "valid";
+
 /// The backups of `database` with what their manifests and reports say, newest first.
-/// With `identities`, each encrypted backup is checked to open with them.
+/// With `identities`, each encrypted backup is checked to open with them; with `trusted`,
+/// each complete backup's signature is checked.
 pub async fn list(
     store: &dyn ObjectStore,
     prefix: &str,
     database: &str,
     identities: Option<&Identities>,
+    trusted: Option<&VerifyKeys>,
 ) -> Result<Vec<Listed>> {
     let entries = catalog::list_backups(store, prefix, database).await?;
     let all_keys: std::collections::HashSet<String> = store
@@ -154,10 +172,16 @@ pub async fn list(
         .collect();
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
-        let m = if e.complete {
-            catalog::read_manifest(store, &e.key).await.ok()
+        let (m, signature) = if e.complete {
+            match catalog::read_manifest_checked(store, &e.key, trusted).await {
+                Ok(m) => (Some(m), trusted.map(|_| SIGNATURE_VALID.to_string())),
+                Err(err) => match err.downcast_ref::<catalog::Untrusted>() {
+                    Some(u) => (None, Some(u.problem.to_string())),
+                    None => (None, None),
+                },
+            }
         } else {
-            None
+            (None, None)
         };
         let verified = if all_keys.contains(&keys::verify_key(&e.key)) {
             read_verified(store, &e.key).await
@@ -177,6 +201,7 @@ pub async fn list(
             rows: m.as_ref().map(|m| m.row_count),
             method: m.map(|m| m.method),
             verified,
+            signature,
             entry: e,
         });
     }
@@ -245,6 +270,10 @@ pub fn table(items: &[Listed]) -> String {
                 (Some(e), Some(false)) => format!("{e} (NOT with this identity)"),
             }
         ));
+        if let Some(sig) = &i.signature {
+            s.pop();
+            s.push_str(&format!("  signature: {sig}\n"));
+        }
     }
     s
 }

@@ -22,12 +22,13 @@ use crate::cli::open::{self, Opened};
 use crate::cli::report::{self, BackupReport, Status};
 use crate::cli::values::{
     boolean, compression_level, compression_threads, concurrency, count, duration, identities,
-    method, prefix, recipients, retention_policy, selection,
+    method, prefix, recipients, retention_policy, selection, signing_key,
 };
 use crate::dump::{DumpOptions, Method};
 use crate::encrypt::{Identities, Recipients};
 use crate::manifest::{Manifest, Selection};
 use crate::read::verify;
+use crate::sign::SigningKey;
 use crate::source::Source;
 use crate::source::d1::D1Source;
 use crate::util::{Cancelled, log, workflow};
@@ -65,6 +66,8 @@ pub struct BackupConfig {
     /// Decrypts the fresh backup for the full verification (`age-identity`); without it an
     /// encrypted backup is verified by size and SHA-256 only.
     pub identities: Option<Arc<Identities>>,
+    /// Signs each manifest (`signing-key`).
+    pub signing: Option<Arc<SigningKey>>,
 }
 
 impl BackupConfig {
@@ -104,6 +107,7 @@ impl BackupConfig {
             dry_run: boolean(raw, "dry-run", false)?,
             encryption: recipients(raw)?,
             identities: identities(raw)?,
+            signing: signing_key(raw)?,
             concurrency,
         })
     }
@@ -122,6 +126,7 @@ impl BackupConfig {
             consistency_retries: self.consistency_retries,
             progress_interval: self.progress_interval,
             encryption: self.encryption.clone(),
+            signing: self.signing.clone(),
         }
     }
 }

@@ -14,9 +14,11 @@ use crate::cli::inputs::RawInputs;
 use crate::cli::values::{
     boolean, identities, is_sqlite_file, list, prefix, truncate, validate_account_id,
     validate_bucket, validate_database_name, validate_database_ref, validate_token, validate_url,
+    verify_keys,
 };
 use crate::encrypt::Identities;
 use crate::keys::sanitize_name;
+use crate::sign::VerifyKeys;
 use crate::store::s3::ChecksumMode;
 
 type Result<T, E = InputError> = std::result::Result<T, E>;
@@ -89,6 +91,8 @@ pub struct CatalogConfig {
     pub selector: crate::catalog::Selector,
     /// Decrypts encrypted backups (`age-identity` / `age-identity-file`).
     pub identities: Option<Arc<Identities>>,
+    /// Only backups signed by one of these keys are trusted (`verify-key`).
+    pub verify_keys: Option<Arc<VerifyKeys>>,
 }
 
 impl CatalogConfig {
@@ -140,6 +144,7 @@ impl CatalogConfig {
             database,
             selector,
             identities: identities(raw)?,
+            verify_keys: verify_keys(raw)?,
         })
     }
 }

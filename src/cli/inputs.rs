@@ -206,6 +206,17 @@ pub const INPUTS: &[InputSpec] = &[
         "",
         "A file holding the age identity (flag `--identity-file`), instead of `age-identity`.",
     ),
+    secret(
+        "signing-key",
+        &["D1_BACKUP_SIGNING_KEY"],
+        "Sign every backup's manifest with this OpenSSH ed25519 private key (the unencrypted text `ssh-keygen -t ed25519 -N ''` writes). The signature is stored beside the manifest as `<key>.manifest.json.sig` and checks with `ssh-keygen -Y verify` (namespace `d1-backup`).",
+    ),
+    input(
+        "verify-key",
+        &["D1_BACKUP_VERIFY_KEY"],
+        "",
+        "For `verify`, `restore` and `list`: trust only backups whose manifest is signed by one of these `ssh-ed25519 …` public keys (one per line); an unsigned backup, one signed by another key, or one changed after signing is refused.",
+    ),
     input(
         "backup-key",
         &[],

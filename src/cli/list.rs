@@ -55,6 +55,29 @@ pub async fn run(raw: &RawInputs) -> u8 {
             eprintln!("{}", log::sanitize(line));
         }
     }
+    let untrusted: Vec<String> = report
+        .backups
+        .iter()
+        .filter(|b| b.untrusted())
+        .map(|b| {
+            format!(
+                "{} ({})",
+                b.entry.key,
+                b.signature.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    if !untrusted.is_empty() {
+        return finish::fail(
+            "List failed",
+            anyhow::anyhow!(
+                "{} of {} backups are not signed by a trusted key: {}",
+                untrusted.len(),
+                report.backups.len(),
+                untrusted.join(", ")
+            ),
+        );
+    }
     let mut outputs = Outputs::new();
     outputs.set("bucket", report.bucket.clone());
     let summary = format!(
@@ -77,6 +100,7 @@ async fn list(raw: &RawInputs) -> Result<(ListReport, bool)> {
         &cfg.catalog.prefix,
         &name,
         cfg.catalog.identities.as_deref(),
+        cfg.catalog.verify_keys.as_deref(),
     )
     .await?;
     let report = ListReport {

@@ -83,7 +83,7 @@ pub async fn select_backup(
             picked.key.clone()
         }
     };
-    catalog::read_manifest(store, &key).await
+    catalog::read_manifest_checked(store, &key, cfg.verify_keys.as_deref()).await
 }
 
 /// Print the Time Travel bookmark of a backup and the command that restores D1 to it.

@@ -10,6 +10,7 @@ use crate::d1::is_uuid;
 use crate::dump::Method;
 use crate::encrypt::{Identities, Recipients};
 use crate::manifest::Selection;
+use crate::sign::{SigningKey, VerifyKeys};
 
 type Result<T, E = InputError> = std::result::Result<T, E>;
 
@@ -67,6 +68,32 @@ pub fn identities(raw: &RawInputs) -> Result<Option<Arc<Identities>>> {
             .map(|i| Some(Arc::new(i)))
             .map_err(|e| InputError::new("age-identity-file", e.0)),
         (None, None) => Ok(None),
+    }
+}
+
+/// The manifest signing key of `signing-key`, if set.
+pub fn signing_key(raw: &RawInputs) -> Result<Option<Arc<SigningKey>>> {
+    key_input(raw, "signing-key", |t| {
+        SigningKey::parse(t).map_err(|e| e.0)
+    })
+}
+
+/// The public keys of `verify-key`, if set.
+pub fn verify_keys(raw: &RawInputs) -> Result<Option<Arc<VerifyKeys>>> {
+    key_input(raw, "verify-key", |t| VerifyKeys::parse(t).map_err(|e| e.0))
+}
+
+/// A key input: unset or blank is `None`, otherwise parsed (errors name the input).
+fn key_input<T>(
+    raw: &RawInputs,
+    name: &'static str,
+    parse: impl FnOnce(&str) -> std::result::Result<T, String>,
+) -> Result<Option<Arc<T>>> {
+    match raw.get_raw(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(text) => parse(text)
+            .map(|k| Some(Arc::new(k)))
+            .map_err(|e| InputError::new(name, e)),
     }
 }
 

@@ -399,6 +399,7 @@ async fn dump_rows(
         let width = writer.width() + usize::from(rowid_key && !explicit);
         page.check(width)
             .map_err(|e| anyhow!("table {:?}: {e}", table.name))?;
+        check_literals(&table, &page, rowid_key && !explicit)?;
         // Ask for the next page before turning this one into SQL.
         if page.len() >= used_limit {
             let last = next_key(&table, &page.row(page.len() - 1))?;
@@ -557,6 +558,32 @@ async fn count_rows(source: &dyn Source, table: &str) -> Result<u64> {
         .with_context(|| format!("counting rows of {table:?}"))
 }
 
+/// Every cell of `page` must be one SQL literal (or a long-value marker) before any of it is
+/// written or used in a query: a server answering anything else fails the backup here.
+/// `leading_rowid`: the first cell is the hidden rowid.
+fn check_literals(table: &Table, page: &Page, leading_rowid: bool) -> Result<()> {
+    let names: Vec<&str> = table.insert_columns().map(|c| c.name.as_str()).collect();
+    for r in 0..page.len() {
+        for (i, cell) in page.row(r).into_iter().enumerate() {
+            if parse_long_marker(cell).is_some() {
+                continue;
+            }
+            if let Err(e) = crate::sqltext::cell::check_cell(cell) {
+                let column = match (leading_rowid, i) {
+                    (true, 0) => "rowid",
+                    (true, i) => names.get(i - 1).copied().unwrap_or("?"),
+                    (false, i) => names.get(i).copied().unwrap_or("?"),
+                };
+                bail!(
+                    "table {:?}, column {column:?}: the source answered {e} where an SQL literal belongs; nothing of it was written (a proxy or a wrong api-base-url can cause this)",
+                    table.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The key literals of a row, for the next page's `WHERE`.
 fn next_key(table: &Table, row: &[&str]) -> Result<Vec<String>> {
     match &table.key {
@@ -613,6 +640,11 @@ async fn dump_sequence(
             continue;
         }
         let seq = cell_text(&r[1])?;
+        if let Err(e) = crate::sqltext::cell::check_cell(seq) {
+            bail!(
+                "sqlite_sequence: the source answered {e} where an SQL literal belongs; nothing of it was written"
+            );
+        }
         let n = sql::normalize_literal(&quote_str(name)).into_owned();
         out.line(&format!("DELETE FROM sqlite_sequence WHERE name={n};"));
         out.line(&format!(

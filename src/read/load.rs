@@ -5,9 +5,9 @@
 //! ([`crate::sqltext::split`]), and run one at a time. Under D1's rules every statement must be at
 //! most 100,000 bytes, foreign keys are enforced, and the whole load is one transaction — so
 //! the dump's `PRAGMA defer_foreign_keys=TRUE` defers the checks to the end, as in D1. A
-//! stored dump is untrusted: transaction control, ATTACH/DETACH and PRAGMAs other than the
-//! ones dumps use are refused (by statement and by an authorizer), and the database can be
-//! capped in size. The reader is consumed as a stream; memory stays flat whatever the dump.
+//! stored dump is untrusted: only the statements a dump contains run
+//! ([`crate::sqltext::statement`]), an authorizer refuses transaction control, ATTACH/DETACH
+//! and other PRAGMAs besides, and the database can be capped in size. The reader is consumed as a stream; memory stays flat whatever the dump.
 
 use std::ffi::CString;
 use std::io::Read;
@@ -17,6 +17,7 @@ use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 use crate::sqltext::split::{Splitter, strip_leading_comments};
+use crate::sqltext::statement::DumpGrammar;
 
 /// How strictly to load.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +28,10 @@ pub struct LoadRules {
     pub d1_semantics: bool,
     /// Refuse to grow the database past about this many bytes (`PRAGMA max_page_count`).
     pub max_db_bytes: Option<u64>,
+    /// Run only what a dump contains ([`DumpGrammar`]): every statement is checked before it
+    /// runs, and the first other one stops the load. Data may go into tables the dump creates
+    /// and those the database already has.
+    pub dump_statements_only: bool,
 }
 
 impl LoadRules {
@@ -36,6 +41,7 @@ impl LoadRules {
             max_statement_bytes: Some(crate::sqltext::MAX_STATEMENT_BYTES),
             d1_semantics: true,
             max_db_bytes: None,
+            dump_statements_only: true,
         }
     }
 }
@@ -57,13 +63,6 @@ pub fn is_complete(sql: &str) -> bool {
     };
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
     unsafe { rusqlite::ffi::sqlite3_complete(c.as_ptr()) != 0 }
-}
-
-fn first_keyword(stmt: &str) -> String {
-    stmt.chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_ascii_uppercase()
 }
 
 /// SQLite's default `SQLITE_MAX_SQL_LENGTH`.
@@ -116,8 +115,14 @@ pub fn for_each_statement<R: Read>(
     Ok(stats)
 }
 
-/// The checks every statement of a stored dump passes before it runs, here or in D1.
-fn check_statement(body: &str, line: u64, max: Option<usize>) -> Result<()> {
+/// The checks every statement of a stored dump passes before it runs, here or in D1: its
+/// size, and (with a grammar) that it is a statement a dump contains.
+fn check_statement(
+    body: &str,
+    line: u64,
+    max: Option<usize>,
+    grammar: Option<&mut DumpGrammar>,
+) -> Result<()> {
     if let Some(max) = max
         && body.len() > max
     {
@@ -126,22 +131,26 @@ fn check_statement(body: &str, line: u64, max: Option<usize>) -> Result<()> {
             body.len()
         );
     }
-    let keyword = first_keyword(body);
-    if matches!(
-        keyword.as_str(),
-        "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "ATTACH" | "DETACH"
-    ) {
-        bail!(
-            "statement on line {line} ({keyword}) is refused: a dump never controls transactions or attaches files"
-        );
+    if let Some(g) = grammar {
+        g.check(body).map_err(|why| {
+            anyhow::anyhow!(
+                "statement on line {line} is refused: {why} ({}); a backup runs only the statements a dump contains",
+                excerpt(body)
+            )
+        })?;
     }
     Ok(())
 }
 
-/// Split and check every statement of a dump without running any (before it goes to D1).
-pub fn check_statements<R: Read>(reader: R, max_bytes: usize) -> Result<LoadStats> {
+/// Split and check every statement of a dump against `grammar` without running any (before
+/// it goes to D1).
+pub fn check_statements<R: Read>(
+    reader: R,
+    max_bytes: usize,
+    mut grammar: DumpGrammar,
+) -> Result<LoadStats> {
     for_each_statement(reader, Some(max_bytes), |stmt, line| {
-        check_statement(stmt.trim_end(), line, Some(max_bytes))
+        check_statement(stmt.trim_end(), line, Some(max_bytes), Some(&mut grammar))
     })
 }
 
@@ -179,9 +188,22 @@ pub fn load<R: Read>(conn: &mut Connection, reader: R, rules: LoadRules) -> Resu
         conn.execute_batch("PRAGMA foreign_keys=ON; BEGIN;")?;
     }
     conn.authorizer(Some(load_authorizer))?;
+    // Data may go into the tables the dump creates and those the database already has (a
+    // data-only dump loads into its schema; verify and restore load into empty databases).
+    let mut grammar = if rules.dump_statements_only {
+        let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type='table'")?;
+        let existing = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Some(DumpGrammar::with_tables(
+            existing.iter().map(String::as_str),
+        ))
+    } else {
+        None
+    };
     let result = for_each_statement(reader, rules.max_statement_bytes, |stmt, line| {
         let body = stmt.trim_end();
-        check_statement(body, line, rules.max_statement_bytes)?;
+        check_statement(body, line, rules.max_statement_bytes, grammar.as_mut())?;
         // Exactly one statement (the splitter's), so nothing can ride along behind it.
         conn.execute_batch(body)
             .with_context(|| format!("statement on line {line} failed: {}", excerpt(body)))
@@ -309,40 +331,42 @@ mod tests {
     fn hostile_statements_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let outside = dir.path().join("outside.db");
-        for (sql, needle) in [
-            (
-                format!(
-                    "CREATE TABLE t(a);\nSELECT 1; COMMIT; ATTACH '{}' AS x; CREATE TABLE x.owned(a);\n",
-                    outside.display()
-                ),
-                "COMMIT",
+        let cases = [
+            format!(
+                "CREATE TABLE t(a);\nSELECT 1; COMMIT; ATTACH '{}' AS x; CREATE TABLE x.owned(a);\n",
+                outside.display()
             ),
-            (format!("ATTACH '{}' AS x;\n", outside.display()), "ATTACH"),
-            (
-                format!(
-                    "CREATE TABLE t(a);\nINSERT INTO t SELECT 1 FROM (SELECT 1); ATTACH '{}' AS x;\n",
-                    outside.display()
-                ),
-                "ATTACH",
+            format!("ATTACH '{}' AS x;\n", outside.display()),
+            format!(
+                "CREATE TABLE t(a);\nINSERT INTO t SELECT 1 FROM (SELECT 1); ATTACH '{}' AS x;\n",
+                outside.display()
             ),
-            ("PRAGMA writable_schema=ON;\n".to_string(), "not authorized"),
-            (
-                "CREATE TABLE t(a);\nSELECT * FROM pragma_database_list;\n".to_string(),
-                "not authorized",
-            ),
-        ] {
-            let mut conn = Connection::open(dir.path().join("target.db")).unwrap();
-            let err = load(&mut conn, sql.as_bytes(), LoadRules::d1()).unwrap_err();
-            assert!(format!("{err:#}").contains(needle), "{sql}: {err:#}");
-            assert!(
-                !outside.exists(),
-                "{sql}: a file was created outside the database"
-            );
+            "PRAGMA writable_schema=ON;\n".to_string(),
+            "CREATE TABLE t(a);\nSELECT * FROM pragma_database_list;\n".to_string(),
+        ];
+        // The grammar refuses each; without it, the authorizer still does.
+        for (grammar, needle) in [(true, "is refused"), (false, "not authorized")] {
+            for sql in &cases {
+                let target = dir.path().join(format!("target-{grammar}.db"));
+                let _ = std::fs::remove_file(&target);
+                let mut conn = Connection::open(&target).unwrap();
+                let rules = LoadRules {
+                    dump_statements_only: grammar,
+                    ..LoadRules::d1()
+                };
+                let err = load(&mut conn, sql.as_bytes(), rules).unwrap_err();
+                assert!(format!("{err:#}").contains(needle), "{sql}: {err:#}");
+                assert!(
+                    !outside.exists(),
+                    "{sql}: a file was created outside the database"
+                );
+            }
         }
         // The database cannot grow past its bound.
         let mut conn = Connection::open(dir.path().join("bounded.db")).unwrap();
         let rules = LoadRules {
             max_db_bytes: Some(1 << 20),
+            dump_statements_only: false,
             ..LoadRules::d1()
         };
         let sql = "CREATE TABLE t(a);\nINSERT INTO t VALUES(zeroblob(4000000));\n";

@@ -35,6 +35,7 @@ use crate::source::Source;
 use crate::source::d1::D1Source;
 use crate::sqltext::MAX_STATEMENT_BYTES;
 use crate::sqltext::quote_ident;
+use crate::sqltext::statement::DumpGrammar;
 use crate::store::ObjectStore;
 use crate::util::log;
 use crate::util::scratch::Scratch;
@@ -355,7 +356,14 @@ async fn check_sql(
             md5: Md5::new(),
             size: 0,
         };
-        let stats = crate::read::load::check_statements(&mut md5, MAX_STATEMENT_BYTES)
+        let m = spooled.manifest();
+        let grammar = if m.selection.no_schema {
+            // A data-only backup writes into the tables the target already has.
+            DumpGrammar::with_tables(m.tables.iter().map(|t| t.name.as_str()))
+        } else {
+            DumpGrammar::new()
+        };
+        let stats = crate::read::load::check_statements(&mut md5, MAX_STATEMENT_BYTES, grammar)
             .context("the backup's SQL would not load into D1; nothing was changed")?;
         Ok((hex::encode(md5.md5.finalize()), md5.size, stats.statements))
     })

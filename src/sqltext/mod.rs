@@ -1,9 +1,12 @@
-//! SQLite text every layer shares: identifier and string quoting (here), exact REAL literals
+//! SQLite text every layer shares: identifier and string quoting (here), the literal grammar
+//! every dumped cell must match ([`cell`]), exact REAL literals
 //! ([`literal`]), and the linear-time statement splitter ([`split`]) — used alike by the dump
 //! writer, verification and restore.
 
+pub mod cell;
 pub(crate) mod literal;
 pub(crate) mod split;
+pub mod statement;
 
 /// D1's maximum statement length in bytes.
 pub const MAX_STATEMENT_BYTES: usize = 100_000;

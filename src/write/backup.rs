@@ -24,6 +24,7 @@ use crate::dump::{self, DumpHeader, DumpOptions, Method};
 use crate::encrypt::{self, Recipients};
 use crate::keys;
 use crate::manifest::{DatabaseRef, Digest, Manifest, Reordered, TableStats, Timings, rfc3339};
+use crate::sign::SigningKey;
 use crate::source::Source;
 use crate::store::parts::plan_part_size;
 use crate::store::{ObjectMeta, ObjectStore};
@@ -44,6 +45,8 @@ pub struct BackupJob {
     pub progress_interval: Option<Duration>,
     /// Encrypt with age for these recipients after compressing.
     pub encryption: Option<Arc<Recipients>>,
+    /// Sign each manifest (SSHSIG, stored beside it) with this key.
+    pub signing: Option<Arc<SigningKey>>,
 }
 
 impl BackupJob {
@@ -235,7 +238,7 @@ async fn attempt_backup(
         log::warn(w);
     }
     let manifest = run.manifest(key, timestamp, clock, &streamed);
-    write_manifest(store.as_ref(), &manifest).await?;
+    write_manifest(store.as_ref(), &manifest, job.signing.as_deref()).await?;
     log::info(format!(
         "Wrote {}: {} tables, {} rows, {} bytes of SQL stored as {} bytes in {} part(s)",
         manifest.key,
@@ -434,21 +437,46 @@ async fn read_bookmark(source: &dyn Source) -> Option<String> {
     }
 }
 
-/// Store the manifest; if that fails, remove the object so it is not left half-done.
-pub async fn write_manifest(store: &dyn ObjectStore, manifest: &Manifest) -> Result<()> {
+/// Store the manifest (after its signature, when signing, so that a complete backup is always a
+/// signed one); if that fails, remove what was written so nothing is left half-done.
+pub async fn write_manifest(
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+    signing: Option<&SigningKey>,
+) -> Result<()> {
     let body = serde_json::to_vec_pretty(manifest)?;
     let mkey = keys::manifest_key(&manifest.key);
-    let meta = ObjectMeta {
-        content_type: "application/json".into(),
-        metadata: Default::default(),
-    };
-    if let Err(e) = store.put(&mkey, body.into(), &meta).await {
-        if let Err(del) = store.delete(std::slice::from_ref(&manifest.key)).await {
-            log::warn(format!("could not remove {}: {del:#}", manifest.key));
+    let mut written = vec![manifest.key.clone()];
+    let result = async {
+        if let Some(key) = signing {
+            let skey = keys::signature_key(&manifest.key);
+            let sig = key.sign(&body)?;
+            let meta = ObjectMeta {
+                content_type: "text/plain".into(),
+                metadata: Default::default(),
+            };
+            written.push(skey.clone());
+            store
+                .put(&skey, sig.into_bytes().into(), &meta)
+                .await
+                .with_context(|| format!("writing signature {skey}"))?;
         }
-        return Err(e.context(format!("writing manifest {mkey}")));
+        let meta = ObjectMeta {
+            content_type: "application/json".into(),
+            metadata: Default::default(),
+        };
+        store
+            .put(&mkey, body.into(), &meta)
+            .await
+            .with_context(|| format!("writing manifest {mkey}"))
     }
-    Ok(())
+    .await;
+    if result.is_err()
+        && let Err(del) = store.delete(&written).await
+    {
+        log::warn(format!("could not remove {}: {del:#}", written.join(", ")));
+    }
+    result
 }
 
 /// Object metadata written with a backup (ASCII-safe values).

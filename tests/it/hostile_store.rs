@@ -11,18 +11,19 @@ use std::path::{Path, PathBuf};
 
 use d1_backup::keys::manifest_key;
 use d1_backup::manifest::Manifest;
+use fake_d1::FakeD1;
 use sha2::{Digest, Sha256};
 
 use crate::support::{self, cli_env, run};
 
-fn local_env(db: &Path, out: &Path) -> BTreeMap<String, String> {
+pub(crate) fn local_env(db: &Path, out: &Path) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert("D1_BACKUP_SQLITE_FILE".into(), db.display().to_string());
     env.insert("D1_BACKUP_OUTPUT_DIR".into(), out.display().to_string());
     env
 }
 
-fn small_db(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn small_db(dir: &Path, name: &str) -> PathBuf {
     let db = dir.join(format!("{name}.sqlite"));
     rusqlite::Connection::open(&db)
         .unwrap()
@@ -34,7 +35,7 @@ fn small_db(dir: &Path, name: &str) -> PathBuf {
     db
 }
 
-fn backup(env: &BTreeMap<String, String>, extra: &[&str]) -> String {
+pub(crate) fn backup(env: &BTreeMap<String, String>, extra: &[&str]) -> String {
     let mut args = vec!["backup"];
     args.extend_from_slice(extra);
     let r = run::run(&args, env);
@@ -43,7 +44,7 @@ fn backup(env: &BTreeMap<String, String>, extra: &[&str]) -> String {
 }
 
 /// Every file under `dir` with its bytes (a snapshot to compare against later).
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+pub(crate) fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -141,7 +142,7 @@ fn planted_and_future_dated_backups_never_drive_retention() {
 }
 
 /// A backup of the fake database `source` into a local directory; returns its key.
-fn d1_backup_to_dir(
+pub(crate) fn d1_backup_to_dir(
     fake: &fake_d1::FakeD1,
     source: &str,
     out: &Path,
@@ -154,7 +155,11 @@ fn d1_backup_to_dir(
     backup(&env, &[])
 }
 
-fn d1_env(fake: &fake_d1::FakeD1, database: &str, out: &Path) -> BTreeMap<String, String> {
+pub(crate) fn d1_env(
+    fake: &fake_d1::FakeD1,
+    database: &str,
+    out: &Path,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert("CLOUDFLARE_API_TOKEN".into(), support::TOKEN.into());
     env.insert("CLOUDFLARE_ACCOUNT_ID".into(), support::ACCOUNT.into());
@@ -164,7 +169,7 @@ fn d1_env(fake: &fake_d1::FakeD1, database: &str, out: &Path) -> BTreeMap<String
     env
 }
 
-fn rows_of(path: &Path) -> Vec<(String, i64)> {
+pub(crate) fn rows_of(path: &Path) -> Vec<(String, i64)> {
     let c = rusqlite::Connection::open(path).unwrap();
     let tables: Vec<String> = c
         .prepare("SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' ORDER BY name")
@@ -184,11 +189,11 @@ fn rows_of(path: &Path) -> Vec<(String, i64)> {
         .collect()
 }
 
-#[test]
-fn nothing_in_d1_is_dropped_before_the_backup_is_checked() {
-    let dir = tempfile::tempdir().unwrap();
+/// A fake D1 with a small source `src` and a target `target` holding two rows: the fake, the
+/// target's file, its rows, and where backups go.
+pub(crate) fn scene(dir: &Path) -> (FakeD1, PathBuf, Vec<(String, i64)>, PathBuf) {
     let fake = support::fake_d1();
-    fake.add_database("src", &small_db(dir.path(), "src"));
+    fake.add_database("src", &small_db(dir, "src"));
     let target = fake.create_database("target");
     fake.execute(
         &target,
@@ -196,7 +201,13 @@ fn nothing_in_d1_is_dropped_before_the_backup_is_checked() {
     );
     let target_path = fake.database_path("target").unwrap();
     let before = rows_of(&target_path);
-    let out = dir.path().join("backups");
+    (fake, target_path, before, dir.join("backups"))
+}
+
+#[test]
+fn nothing_in_d1_is_dropped_before_the_backup_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, target_path, before, out) = scene(dir.path());
     let id = age::x25519::Identity::generate();
     let public = id.to_public().to_string();
     let plain = d1_backup_to_dir(&fake, "src", &out, &[]);
@@ -285,7 +296,7 @@ fn nothing_in_d1_is_dropped_before_the_backup_is_checked() {
 }
 
 /// Replace a stored backup's object with `sql` (zstd) and rewrite its manifest to match.
-fn forge(out: &Path, key: &str, sql: &[u8]) {
+pub(crate) fn forge(out: &Path, key: &str, sql: &[u8]) {
     let object = zstd::encode_all(sql, 3).unwrap();
     forge_object(
         out,
@@ -296,7 +307,7 @@ fn forge(out: &Path, key: &str, sql: &[u8]) {
     );
 }
 
-fn forge_object(out: &Path, key: &str, object: &[u8], sql_size: u64, sql_sha: &str) {
+pub(crate) fn forge_object(out: &Path, key: &str, object: &[u8], sql_size: u64, sql_sha: &str) {
     std::fs::write(out.join(key), object).unwrap();
     let mpath = out.join(manifest_key(key));
     let mut m: Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
@@ -514,7 +525,7 @@ fn the_local_store_never_follows_symlinks_and_files_are_private() {
     }
 }
 
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk_files(dir: &Path) -> Vec<PathBuf> {
     snapshot(dir).into_keys().collect()
 }
 

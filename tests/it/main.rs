@@ -18,4 +18,5 @@ mod retention;
 mod roundtrip;
 mod secrets;
 mod signals;
+mod signed;
 mod store_suite;

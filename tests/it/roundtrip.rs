@@ -90,6 +90,7 @@ fn query_backup_restores_exactly() {
         max_statement_bytes: None,
         d1_semantics: false,
         max_db_bytes: None,
+        dump_statements_only: true,
     };
     load(&mut conn, BufReader::new(&sql[..]), rules).unwrap();
     drop(conn);

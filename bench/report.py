@@ -552,6 +552,11 @@ def main():
         w(open(notes_path).read().strip())
     w("")
 
+    fleet_path = os.path.join(args.rundir, "fleet.md")
+    if os.path.exists(fleet_path):
+        w(open(fleet_path).read().strip())
+        w("")
+
     if problems:
         w("## Problems\n")
         w("The benchmark itself is broken: these must be fixed before the figures mean anything.\n")

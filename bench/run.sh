@@ -333,6 +333,12 @@ if [ "$profile" = 1 ]; then
   done
 fi
 
+# ---------------------------------------------------------------- fleet
+fleet_dbs=$([ "$smoke" = 1 ] && echo 20 || echo 200)
+log "fleet: $fleet_dbs small databases, first run, idle run, 10% changed"
+fg python3 "$bench/fleet.py" --bin "$bin" --fake-bin "$fake_bin" --databases "$fleet_dbs" \
+  --markdown "$rundir/fleet.md"
+
 # ---------------------------------------------------------------- report
 cat /proc/loadavg > "$rundir/loadavg-end"
 log "writing $output"

@@ -6,7 +6,7 @@
 //! 2. [`sqltext`] (quoting, exact REAL literals, the statement splitter), [`rows`]
 //!    (values, pages) and [`keys`] (the key layout);
 //! 3. [`manifest`] (what a backup records), [`encrypt`] (age keys), [`sign`] (signed
-//!    manifests), [`retention`] (the pure policy);
+//!    manifests), [`retention`] and [`shard`] (pure policies);
 //! 4. [`d1`] (the Cloudflare API client) and [`store`] (object stores: R2/S3, a directory);
 //! 5. [`source`] — where rows come from: D1 or a SQLite file;
 //! 6. [`dump`] — the two dump methods, query and export, and the schema reader;
@@ -26,6 +26,7 @@ pub mod manifest;
 pub mod read;
 pub(crate) mod retention;
 pub mod rows;
+pub mod shard;
 pub mod sign;
 pub mod source;
 pub mod sqltext;

@@ -117,6 +117,9 @@ pub struct Manifest {
     pub timings: Timings,
     #[serde(default)]
     pub requests: u64,
+    /// Rows D1 read (and billed) for this backup, over every request (D1 sources only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_read: Option<u64>,
     #[serde(default)]
     pub warnings: Vec<String>,
     /// Set when the stored SQL is not in the order D1's export wrote it (see

@@ -63,7 +63,7 @@ const D1_BACKUP: Rules = Rules {
         &["util"], // log, secrets, scratch, progress, workflow-command escaping
         &["sqltext", "rows", "keys"],
         &["manifest", "encrypt", "sign"],
-        &["retention"],
+        &["retention", "shard"],
         &["d1", "store"],
         &["source"],
         &["dump"],
@@ -79,7 +79,7 @@ const FAKE_D1: Rules = Rules {
     layers: &[
         &["values", "split", "util", "conn", "options", "log"],
         &["dump", "sql", "reply", "routes"],
-        &["faults", "jobs", "links"],
+        &["faults", "jobs", "links", "budget"],
         &["state"],
         &["export", "import", "signed"],
         &["api"],

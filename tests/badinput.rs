@@ -316,6 +316,27 @@ fn table(p: &Paths) -> Vec<Row> {
             .bad("99999999999")
             .with("database", "*")
             .row(),
+        Cases::of("shard")
+            .bad("0/4")
+            .with("database", "*")
+            .bad("5/4")
+            .with("database", "*")
+            .bad("1/257")
+            .with("database", "a,b")
+            .bad("half")
+            .with("database", "*")
+            .bad("1/0")
+            .with("database", "*")
+            // One database is not split.
+            .bad("1/2")
+            .row(),
+        Cases::of("max-rows-read")
+            .bad("-1")
+            .bad("lots")
+            .bad("1e6")
+            .bad("99999999999999999999999")
+            .row(),
+        Cases::of("skip-unchanged").bad("sometimes").row(),
         Cases::of("bucket")
             .many(&[
                 " ",

@@ -308,7 +308,8 @@ pub fn parse_query_body(body: &[u8]) -> Result<Vec<QueryItem>, String> {
 }
 
 enum Ran {
-    Done(String),
+    /// The response body and the rows the request read.
+    Done(String, u64),
     Blocked(&'static str),
     Failed(ExecError),
 }
@@ -336,10 +337,15 @@ async fn query(
     if inject.is_some() {
         *fault = Some("write_during_reads");
     }
+    // Pages of user tables: statements selecting `quote(…)`, not from SQLite's own tables.
+    let pages: Vec<bool> = items
+        .iter()
+        .map(|it| it.sql.contains("quote(") && !it.sql.contains("sqlite_"))
+        .collect();
     let hostile = faults
         .hostile_cell
         .clone()
-        .filter(|_| items.iter().any(|it| it.sql.contains("quote(")));
+        .filter(|_| pages.iter().any(|&p| p));
     if hostile.is_some() {
         *fault = Some("hostile_cell");
     }
@@ -364,17 +370,18 @@ async fn query(
                 if done.wrote {
                     db.bump();
                 }
-                Ran::Done(done.body)
+                Ran::Done(done.body, done.rows_read)
             }
             Err(e) => Ran::Failed(e),
         }
     })
     .await;
     match ran {
-        Ok(Ran::Done(body)) => match hostile {
-            Some(cell) => Reply::json(200, plant_cell(&body, &cell)),
+        Ok(Ran::Done(body, rows_read)) => match hostile {
+            Some(cell) => Reply::json(200, plant_cell(&body, &cell, &pages)),
             None => Reply::json(200, body),
-        },
+        }
+        .with_rows_read(rows_read),
         Ok(Ran::Blocked(m)) => Reply::error(500, 7500, m),
         Ok(Ran::Failed(ExecError::Sql(m))) => Reply::error(400, 7500, &m),
         // The HTTP status of this error is UNCONFIRMED; a reset isolate looks like a 5xx.
@@ -387,28 +394,29 @@ async fn query(
     }
 }
 
-/// `body` with `cell` in place of the last cell of the first row of every result.
-fn plant_cell(body: &str, cell: &str) -> String {
-    fn walk(v: &mut Value, cell: &str) {
-        match v {
-            Value::Object(map) => {
-                if let Some(Value::Array(rows)) = map.get_mut("rows")
-                    && let Some(Value::Array(first)) = rows.first_mut()
-                    && let Some(last) = first.last_mut()
-                {
-                    *last = Value::String(cell.to_string());
-                }
-                for (_, child) in map.iter_mut() {
-                    walk(child, cell);
+/// `body` with `cell` in place of the last cell of the first row of every result whose
+/// statement is a page of a user table (`pages`, by statement).
+fn plant_cell(body: &str, cell: &str, pages: &[bool]) -> String {
+    fn plant(result: &mut Value, cell: &str) {
+        if let Some(Value::Array(rows)) = result.pointer_mut("/results/rows")
+            && let Some(Value::Array(first)) = rows.first_mut()
+            && let Some(last) = first.last_mut()
+        {
+            *last = Value::String(cell.to_string());
+        }
+    }
+    fn walk(v: &mut Value, cell: &str, pages: &[bool]) {
+        if let Some(Value::Array(results)) = v.get_mut("result") {
+            for (i, r) in results.iter_mut().enumerate() {
+                if pages.get(i).copied().unwrap_or(false) {
+                    plant(r, cell);
                 }
             }
-            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, cell)),
-            _ => {}
         }
     }
     match serde_json::from_str::<Value>(body) {
         Ok(mut v) => {
-            walk(&mut v, cell);
+            walk(&mut v, cell, pages);
             v.to_string()
         }
         Err(_) => body.to_string(),

@@ -60,20 +60,24 @@ pub fn internal_error() -> Reply {
     )
 }
 
+/// Cloudflare's rate-limit answer: HTTP 429, `retry-after: secs` (at least 1) and D1's 429
+/// body. Used by the `rate_limit_every` fault and by `Options::rate_limit`.
+pub fn rate_limited(secs: u32) -> Reply {
+    // Body seen in third-party clients; code 971 is UNCONFIRMED as a contract.
+    Reply::error(
+        429,
+        971,
+        "Please wait and consider throttling your request speed",
+    )
+    .with_header("retry-after", secs.max(1).to_string())
+}
+
 /// A fault that replaces the answer to API request `n`, checked in the documented order:
 /// rate_limit, server_error, bad_gateway_html, service_unavailable, truncated_body, non_json,
 /// success_false.
 pub fn terminal(f: &Faults, n: u64) -> Option<(&'static str, Reply)> {
     if every(f.rate_limit_every, n) {
-        let secs = f.retry_after_secs.max(1);
-        // Body seen in third-party clients; code 971 is UNCONFIRMED as a contract.
-        let reply = Reply::error(
-            429,
-            971,
-            "Please wait and consider throttling your request speed",
-        )
-        .with_header("retry-after", secs.to_string());
-        return Some(("rate_limit", reply));
+        return Some(("rate_limit", rate_limited(f.retry_after_secs)));
     }
     if every(f.server_error_every, n) {
         return Some(("server_error", internal_error()));

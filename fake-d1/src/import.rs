@@ -161,7 +161,8 @@ fn busy() -> Reply {
 }
 
 enum Started {
-    Active(String),
+    /// The bookmark before the import, and the rows it read (0 if it failed and rolled back).
+    Active(String, u64),
     Blocked(&'static str),
 }
 
@@ -184,9 +185,12 @@ async fn start(app: Arc<App>, db: Arc<Db>, path: PathBuf) -> Reply {
         if matches!(&ran, Ok(t) if t.wrote) {
             db.bump();
         }
-        let outcome = match ran {
-            Ok(t) => complete(&conn, &db, &at_bookmark, &t, started.elapsed()),
-            Err(e) => status_error(Some(&at_bookmark), &e),
+        let (outcome, rows_read) = match ran {
+            Ok(t) => (
+                complete(&conn, &db, &at_bookmark, &t, started.elapsed()),
+                t.rows_read,
+            ),
+            Err(e) => (status_error(Some(&at_bookmark), &e), 0),
         };
         db.lock_jobs().import = ImportJob::Active {
             at_bookmark: at_bookmark.clone(),
@@ -194,13 +198,16 @@ async fn start(app: Arc<App>, db: Arc<Db>, path: PathBuf) -> Reply {
             last_poll: Instant::now(),
             outcome,
         };
-        Started::Active(at_bookmark)
+        Started::Active(at_bookmark, rows_read)
     });
     match task.await {
-        Ok(Started::Active(b)) => Reply::ok(
+        // The request that runs the SQL (init or ingest) is the one whose log record gets the
+        // import's rows read; the poll that reports them later reads nothing.
+        Ok(Started::Active(b, rows_read)) => Reply::ok(
             202,
             &status_active(&b, vec![Json::str("Starting import...")]),
-        ),
+        )
+        .with_rows_read(rows_read),
         Ok(Started::Blocked(m)) => Reply::error(400, 7500, m),
         Err(e) => {
             eprintln!("fake-d1: import task failed: {e}");

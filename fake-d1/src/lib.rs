@@ -7,12 +7,13 @@
 //! synchronous and asynchronous tests alike; dropping the handle stops it.
 //!
 //! The modules form layers; each imports only from layers below it, never upwards: the leaves
-//! (`values`, `split`, `util`, `conn`, `options`, `log`), then the building blocks (`dump`,
-//! `sql`, `reply`, `routes`, `faults`, `jobs`, `links`), then `state` (the shared `App` and its
-//! databases), then the request handlers (`export`, `import`, `signed`, then `api`), then
-//! `server`, and this file on top.
+//! (`values`, `split`, `util`, `conn`, `options`, `log`, `budget`), then the building blocks
+//! (`dump`, `sql`, `reply`, `routes`, `faults`, `jobs`, `links`), then `state` (the shared `App`
+//! and its databases), then the request handlers (`export`, `import`, `signed`, then `api`),
+//! then `server`, and this file on top.
 
 mod api;
+mod budget;
 mod conn;
 mod dump;
 mod export;
@@ -40,7 +41,7 @@ use std::time::Duration;
 
 pub use faults::Faults;
 pub use log::RequestRecord;
-pub use options::{Options, Token};
+pub use options::{Options, RateLimit, Token};
 use state::{App, CreateError};
 
 /// A running fake. Dropping it shuts the server down.
@@ -192,6 +193,18 @@ impl FakeD1 {
 
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.app.log().records()
+    }
+
+    /// Total rows read (what D1 bills: rows scanned, see [`RequestRecord::rows_read`]) by the
+    /// recorded requests to a database, by name or uuid; 0 if there were none. Counts only
+    /// the requests still in the log, so [`FakeD1::clear_requests`] starts it over.
+    pub fn rows_read(&self, name_or_uuid: &str) -> u64 {
+        let found = self.app.find(name_or_uuid).map(|d| d.uuid.clone());
+        // A deleted database is found by its uuid, which is the MD5 of its name.
+        let by_name = util::uuid_for(name_or_uuid);
+        let mut uuids = vec![name_or_uuid, by_name.as_str()];
+        uuids.extend(found.as_deref());
+        self.app.log().rows_read(&uuids)
     }
 
     pub fn clear_requests(&self) {

@@ -33,6 +33,11 @@ pub struct RequestRecord {
     /// First 300 bytes of the request body (lossy UTF-8).
     pub body_head: String,
     pub response_bytes: usize,
+    /// Rows this request read, the quantity D1 bills (rows scanned, not rows returned): the
+    /// sum of every statement's `meta.rows_read` in a `/query` or `/raw` response, the import's
+    /// total `rows_read` on the init or ingest call that ran the import's SQL, and 0 for every
+    /// request that ran no SQL (including failed, faulted and rate-limited ones).
+    pub rows_read: u64,
 }
 
 /// Counters and records, behind the application's log mutex.
@@ -114,6 +119,15 @@ impl Log {
         self.records.clear();
     }
 
+    /// Total rows read by the recorded requests whose database is any of `uuids`.
+    pub fn rows_read(&self, uuids: &[&str]) -> u64 {
+        self.records
+            .iter()
+            .filter(|r| r.database.as_deref().is_some_and(|d| uuids.contains(&d)))
+            .map(|r| r.rows_read)
+            .sum()
+    }
+
     /// Number of API requests so far.
     pub fn api_requests(&self) -> u64 {
         self.api
@@ -151,5 +165,42 @@ mod tests {
         );
         assert_eq!(log.api_requests(), 4);
         assert_eq!(log.by_kind().get("raw"), Some(&3));
+    }
+
+    fn record(seq: u64, database: Option<&str>, rows_read: u64) -> RequestRecord {
+        let now = Instant::now();
+        RequestRecord {
+            seq,
+            method: "POST".into(),
+            path: "/".into(),
+            query: None,
+            kind: "raw",
+            database: database.map(str::to_string),
+            token_id: None,
+            status: 200,
+            retry_after: None,
+            fault: None,
+            started: now,
+            finished: now,
+            in_flight: 1,
+            in_flight_databases: 1,
+            body_head: String::new(),
+            response_bytes: 0,
+            rows_read,
+        }
+    }
+
+    #[test]
+    fn rows_read_sums_records_per_database() {
+        let mut log = Log::default();
+        log.push(record(1, Some("x"), 5));
+        log.push(record(2, Some("y"), 7));
+        log.push(record(3, Some("x"), 2));
+        log.push(record(4, None, 100));
+        assert_eq!(log.rows_read(&["x"]), 7);
+        assert_eq!(log.rows_read(&["x", "y"]), 14);
+        assert_eq!(log.rows_read(&["z"]), 0);
+        log.clear();
+        assert_eq!(log.rows_read(&["x"]), 0);
     }
 }

@@ -1,7 +1,10 @@
 //! The `fake-d1` binary: serves the fake D1 REST API for a benchmark or a manual run.
 //!
 //! `fake-d1 [--listen 127.0.0.1:8787] [--account ID] [--token VALUE[:ID]]... [--db NAME=PATH]...
-//! [--latency-ms N] [--max-response-bytes N]`
+//! [--latency-ms N] [--max-response-bytes N] [--rate-limit N/SECONDS]`
+//!
+//! `--rate-limit 1200/300` allows each token 1200 API requests in any 300 seconds (Cloudflare's
+//! limit); requests over it get HTTP 429 with `retry-after`.
 //!
 //! Prints `listening <base_url>` and `database <name> <uuid>` lines, then serves until SIGTERM
 //! or SIGINT.
@@ -12,10 +15,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use fake_d1::{FakeD1, Options, Token};
+use fake_d1::{FakeD1, Options, RateLimit, Token};
 
 const USAGE: &str = "usage: fake-d1 [--listen ADDR] [--account ID] [--token VALUE[:ID]]... \
-[--db NAME=PATH]... [--latency-ms N] [--max-response-bytes N]";
+[--db NAME=PATH]... [--latency-ms N] [--max-response-bytes N] [--rate-limit N/SECONDS]";
 
 struct Args {
     options: Options,
@@ -25,6 +28,23 @@ struct Args {
 fn token_id(value: &str) -> String {
     use md5::{Digest, Md5};
     hex::encode(Md5::digest(value.as_bytes()))
+}
+
+/// `N/SECONDS`: at most N API requests per token in any SECONDS (a whole number above 0).
+fn rate_limit(value: &str) -> Result<RateLimit, String> {
+    let bad = |why: String| format!("--rate-limit {value}: {why}");
+    let (n, secs) = value
+        .split_once('/')
+        .ok_or_else(|| bad("expected N/SECONDS".to_string()))?;
+    let requests: u32 = n.trim().parse().map_err(|e| bad(format!("{e}")))?;
+    let secs: u64 = secs.trim().parse().map_err(|e| bad(format!("{e}")))?;
+    if secs == 0 {
+        return Err(bad("SECONDS must be above 0".to_string()));
+    }
+    Ok(RateLimit {
+        requests,
+        window: Duration::from_secs(secs),
+    })
 }
 
 fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -71,6 +91,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
                     .map_err(|e| format!("--max-response-bytes {value}: {e}"))?;
                 options.max_response_bytes = if n == 0 { None } else { Some(n) };
             }
+            "--rate-limit" => options.rate_limit = Some(rate_limit(&value)?),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
@@ -139,4 +160,29 @@ fn main() -> ExitCode {
     rt.block_on(wait_for_signal());
     drop(fake);
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Args, String> {
+        parse(list.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn rate_limit_flag() {
+        let a = args(&["--rate-limit", "1200/300"]).expect("parse");
+        assert_eq!(
+            a.options.rate_limit,
+            Some(RateLimit {
+                requests: 1200,
+                window: Duration::from_secs(300),
+            })
+        );
+        assert_eq!(args(&[]).expect("parse").options.rate_limit, None);
+        for bad in ["1200", "x/300", "1200/x", "1200/0", "-1/5"] {
+            assert!(args(&["--rate-limit", bad]).is_err(), "{bad}");
+        }
+    }
 }

@@ -11,6 +11,14 @@ pub struct Token {
     pub id: String,
 }
 
+/// A per-token API rate limit: at most `requests` API requests per bearer token in any
+/// `window` (Cloudflare's is 1200 requests per 5 minutes per token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub window: Duration,
+}
+
 /// How the fake behaves.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -30,6 +38,9 @@ pub struct Options {
     pub export_poll_timeout: Duration,
     /// Address to listen on; `None` means 127.0.0.1 on a free port.
     pub listen: Option<SocketAddr>,
+    /// When set, API requests (not signed-URL transfers) over this limit for their token get
+    /// HTTP 429 with `retry-after` and D1's 429 body, and run nothing.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for Options {
@@ -46,6 +57,7 @@ impl Default for Options {
             import_active_polls: 1,
             export_poll_timeout: Duration::from_secs(10),
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            rate_limit: None,
         }
     }
 }

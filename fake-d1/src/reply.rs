@@ -1,5 +1,6 @@
 //! An HTTP answer before it becomes an axum response: status, content type, body bytes and extra
-//! headers, plus the Cloudflare envelope constructors.
+//! headers, plus the Cloudflare envelope constructors. It also carries the rows the request read,
+//! which the request log records but the response does not show.
 
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -16,6 +17,9 @@ pub struct Reply {
     pub content_type: &'static str,
     pub body: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
+    /// Rows the request read (D1 bills rows scanned): the sum of every statement's
+    /// `meta.rows_read` it ran. For the request log only; 0 when no SQL ran.
+    pub rows_read: u64,
 }
 
 impl Reply {
@@ -25,6 +29,7 @@ impl Reply {
             content_type,
             body: body.into(),
             headers: Vec::new(),
+            rows_read: 0,
         }
     }
 
@@ -50,6 +55,11 @@ impl Reply {
 
     pub fn with_header(mut self, name: &'static str, value: String) -> Reply {
         self.headers.push((name, value));
+        self
+    }
+
+    pub fn with_rows_read(mut self, rows_read: u64) -> Reply {
+        self.rows_read = rows_read;
         self
     }
 

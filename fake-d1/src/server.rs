@@ -1,6 +1,7 @@
 //! The HTTP server: one axum fallback handler that routes by path (the API under `/client/v4`,
 //! the signed URLs, `/__fake/stats`), and the plumbing every API request goes through: request
-//! log and in-flight tracking, added latency, injected faults, then the endpoint itself.
+//! log and in-flight tracking, the per-token rate limit, added latency, injected faults, then the
+//! endpoint itself.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use crate::log::RequestRecord;
+use crate::options::Token;
 use crate::reply::Reply;
 use crate::state::App;
 use crate::values::Json;
@@ -65,6 +67,17 @@ impl Drop for InFlight {
     }
 }
 
+/// Counts a request against its token's budget when `Options::rate_limit` is set; the
+/// `retry-after` seconds if it is over the limit. Requests without an accepted token are not
+/// counted: they fail authentication anyway.
+fn over_budget(app: &App, token: Option<&Token>) -> Option<u32> {
+    let limit = app.options.rate_limit?;
+    let token = token?;
+    app.budget()
+        .admit(&token.id, limit, std::time::Instant::now())
+        .err()
+}
+
 async fn api_request(
     app: Arc<App>,
     req: Request,
@@ -84,6 +97,9 @@ async fn api_request(
     let token = bearer(req.headers())
         .and_then(|v| app.options.tokens.iter().find(|t| t.value == v))
         .cloned();
+    // Counted on arrival, as at Cloudflare's edge; a refused request still waits out the
+    // latency, then runs nothing.
+    let limited = over_budget(&app, token.as_ref());
     let body = to_bytes(req.into_body(), MAX_BODY).await;
     let body = body.unwrap_or_default();
     let body_head = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
@@ -92,7 +108,11 @@ async fn api_request(
     }
     let faults = app.faults();
     let mut fault = None;
-    let reply = match faults::terminal(&faults, ticket.api_n) {
+    let terminal = match limited {
+        Some(secs) => Some(("rate_limit", faults::rate_limited(secs))),
+        None => faults::terminal(&faults, ticket.api_n),
+    };
+    let reply = match terminal {
         Some((name, reply)) => {
             fault = Some(name);
             reply
@@ -130,6 +150,7 @@ async fn api_request(
         in_flight_databases: ticket.in_flight_databases,
         body_head,
         response_bytes: reply.body.len(),
+        rows_read: reply.rows_read,
     });
     drop(guard);
     reply.into_response()
@@ -163,6 +184,7 @@ fn record_other(
         in_flight_databases: t.in_flight_databases,
         body_head: String::new(),
         response_bytes: reply.body.len(),
+        rows_read: 0,
     });
 }
 

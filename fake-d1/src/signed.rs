@@ -53,6 +53,7 @@ fn record(
         in_flight_databases: t.in_flight_databases,
         body_head: o.body_head,
         response_bytes: o.response_bytes,
+        rows_read: 0,
     });
 }
 

@@ -33,11 +33,20 @@ pub enum ExecError {
     MemoryLimit,
 }
 
-/// A finished request: the whole response envelope, and whether the database was written.
+/// A finished request: the whole response envelope, whether the database was written, and the
+/// sum of every statement's `meta.rows_read` in that envelope.
 #[derive(Debug)]
 pub struct Executed {
     pub body: String,
     pub wrote: bool,
+    pub rows_read: u64,
+}
+
+/// What [`run_items`] learned: whether any statement wrote, and the rows they read.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ran {
+    wrote: bool,
+    rows_read: u64,
 }
 
 /// Runs a `/query` or `/raw` request in one transaction and builds its whole JSON envelope.
@@ -51,19 +60,23 @@ pub fn run_request(
     let sql_err = |e: rusqlite::Error| ExecError::Sql(d1_message(&e));
     db.internal(|c| c.execute_batch("BEGIN")).map_err(sql_err)?;
     let mut out = String::from("{\"result\":[");
-    let ran = run_items(db, items, shape, limit, &mut out).and_then(|wrote| {
+    let ran = run_items(db, items, shape, limit, &mut out).and_then(|ran| {
         if limit.is_some_and(|l| out.len() + ENVELOPE_OK_TAIL.len() > l) {
             return Err(ExecError::MemoryLimit);
         }
         db.internal(|c| c.execute_batch("COMMIT"))
             .map_err(sql_err)?;
-        Ok(wrote)
+        Ok(ran)
     });
     match ran {
-        Ok(wrote) => {
+        Ok(Ran { wrote, rows_read }) => {
             out.push(']');
             out.push_str(ENVELOPE_OK_TAIL);
-            Ok(Executed { body: out, wrote })
+            Ok(Executed {
+                body: out,
+                wrote,
+                rows_read,
+            })
         }
         Err(e) => {
             if !db.conn().is_autocommit() {
@@ -80,11 +93,11 @@ fn run_items(
     shape: Shape,
     limit: Option<usize>,
     out: &mut String,
-) -> Result<bool, ExecError> {
+) -> Result<Ran, ExecError> {
     let sql_err = |e: rusqlite::Error| ExecError::Sql(d1_message(&e));
     let too_big = |out: &String| limit.is_some_and(|l| out.len() + ENVELOPE_OK_TAIL.len() + 1 > l);
     let conn = db.conn();
-    let mut wrote = false;
+    let mut ran = Ran::default();
     let mut first = true;
     for item in items {
         for piece in split_sql(&item.sql) {
@@ -171,7 +184,11 @@ fn run_items(
             } else {
                 conn.total_changes().saturating_sub(changes_before)
             };
-            wrote |= !readonly;
+            ran.wrote |= !readonly;
+            // D1 bills rows scanned; full-scan steps or rows returned, whichever is larger, is
+            // the closest SQLite offers.
+            let rows_read = scanned.max(returned);
+            ran.rows_read += rows_read;
             let millis = (started.elapsed().as_secs_f64() * 1000.0 * 10_000.0).round() / 10_000.0;
             let meta = Meta {
                 millis,
@@ -179,9 +196,7 @@ fn run_items(
                 last_row_id: conn.last_insert_rowid(),
                 changed_db: !readonly,
                 size_after: db.size_bytes(),
-                // D1 counts rows scanned; full-scan steps or rows returned, whichever is larger,
-                // is the closest SQLite offers.
-                rows_read: scanned.max(returned),
+                rows_read,
                 rows_written: changes,
             };
             out.push_str(",\"success\":true,\"meta\":");
@@ -192,7 +207,7 @@ fn run_items(
             }
         }
     }
-    Ok(wrote)
+    Ok(ran)
 }
 
 /// The `meta` object of one statement's result.
@@ -286,6 +301,7 @@ pub fn run_import_statement(db: &DbConn, sql: &str, totals: &mut Totals) -> Resu
     totals.statements += 1;
     totals.changes += changes;
     totals.rows_written += changes;
+    // Counted like a `/query` statement's `meta.rows_read`: D1 bills rows scanned.
     totals.rows_read += scanned.max(returned);
     totals.wrote |= !readonly;
     Ok(())
@@ -375,6 +391,48 @@ mod tests {
         );
         let body = run(&db, "SELECT count(*) AS n FROM t", Shape::Objects).unwrap();
         assert!(body.contains("\"results\":[{\"n\":0}]"), "{body}");
+    }
+
+    #[test]
+    fn rows_read_is_the_sum_of_statement_meta() {
+        let (_d, db) = db();
+        run(
+            &db,
+            "CREATE TABLE t(a); INSERT INTO t VALUES (1),(2),(3),(4),(5)",
+            Shape::Objects,
+        )
+        .unwrap();
+        let items = [
+            QueryItem {
+                // A full scan of 5 rows returning one; a constant SELECT returning 2 rows.
+                sql: "SELECT count(*) FROM t WHERE a > 0; SELECT 1 UNION ALL SELECT 2".into(),
+                params: vec![],
+            },
+            QueryItem {
+                sql: "SELECT a FROM t WHERE a < ?".into(),
+                params: vec![Value::Integer(3)],
+            },
+        ];
+        let done = run_request(&db, &items, Shape::Arrays, None).expect("run");
+        let v: serde_json::Value = serde_json::from_str(&done.body).expect("json");
+        let metas: Vec<u64> = v["result"]
+            .as_array()
+            .expect("result")
+            .iter()
+            .map(|r| r["meta"]["rows_read"].as_u64().expect("rows_read"))
+            .collect();
+        assert_eq!(metas.len(), 3);
+        // SQLite counts the steps of a full scan after its first row: 4 for 5 rows.
+        assert!(metas[0] >= 4 && metas[2] >= 4, "{metas:?}");
+        assert_eq!(metas[1], 2);
+        assert_eq!(done.rows_read, metas.iter().sum::<u64>());
+        assert!(!done.wrote);
+        let items = [QueryItem {
+            sql: "CREATE TABLE u(b)".into(),
+            params: vec![],
+        }];
+        let done = run_request(&db, &items, Shape::Objects, None).expect("run");
+        assert_eq!((done.rows_read, done.wrote), (0, true));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The fake's shared state: the options, the databases (each with its connection, write
-//! counter, bookmark and long-running [`Jobs`]), the current faults, the request log and the
-//! signed URLs. It holds the records of `jobs`, `links` and `log`; the request handlers above
+//! counter, bookmark and long-running [`Jobs`]), the current faults, the request log, the
+//! per-token rate-limit budget and the signed URLs. It holds the records of `budget`, `jobs`,
+//! `links` and `log`; the request handlers above
 //! it (`api`, `export`, `import`, `signed`, `server`) act on it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::budget::Budget;
 use crate::conn::DbConn;
 use crate::faults::Faults;
 use crate::jobs::Jobs;
@@ -80,6 +82,7 @@ pub struct App {
     dbs: Mutex<Vec<Arc<Db>>>,
     faults: Mutex<Faults>,
     log: Mutex<Log>,
+    budget: Mutex<Budget>,
     signed: Mutex<Signed>,
     dumps: Mutex<Vec<(String, PathBuf)>>,
 }
@@ -93,6 +96,7 @@ impl App {
             dbs: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
             log: Mutex::new(Log::default()),
+            budget: Mutex::new(Budget::default()),
             signed: Mutex::new(Signed::default()),
             dumps: Mutex::new(Vec::new()),
         }
@@ -100,6 +104,10 @@ impl App {
 
     pub fn log(&self) -> MutexGuard<'_, Log> {
         self.log.lock().expect("fake-d1 state poisoned")
+    }
+
+    pub fn budget(&self) -> MutexGuard<'_, Budget> {
+        self.budget.lock().expect("fake-d1 state poisoned")
     }
 
     pub fn signed(&self) -> MutexGuard<'_, Signed> {

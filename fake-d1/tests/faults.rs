@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use common::{Harness, TOKEN};
-use fake_d1::{Faults, Options};
+use fake_d1::{Faults, Options, RateLimit, Token};
 use serde_json::json;
 
 fn every_second(f: impl FnOnce(&mut Faults)) -> Faults {
@@ -215,6 +215,181 @@ fn request_log_fields() {
         ("list", Some("per_page=10"), None)
     );
     assert_eq!(rec.in_flight, 1);
+}
+
+/// The sum of `meta.rows_read` over the results of a `/query` or `/raw` response.
+fn meta_rows_read(r: &common::Resp) -> u64 {
+    r.json()["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|x| x["meta"]["rows_read"].as_u64().expect("rows_read"))
+        .sum()
+}
+
+#[test]
+fn request_log_records_rows_read() {
+    let h = Harness::new();
+    let uuid = h.fake.create_database("db");
+    h.fake.execute(
+        "db",
+        "CREATE TABLE t(a); INSERT INTO t VALUES (1),(2),(3),(4),(5),(6)",
+    );
+    let other = h.fake.create_database("other");
+    h.fake.clear_requests();
+    let a = h.call(
+        "db",
+        "raw",
+        &json!({"batch": [{"sql": "SELECT * FROM t"}, {"sql": "SELECT count(*) FROM t; SELECT 1"}]}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    let b = h.query("db", "SELECT a FROM t WHERE a > 4");
+    assert_eq!(b.status, 200, "{}", b.text);
+    let c = h.raw("other", "SELECT 1 UNION ALL SELECT 2");
+    assert_eq!(meta_rows_read(&c), 2);
+    // Requests that read no SQL record 0: a failed statement, a list, a bookmark.
+    assert_eq!(h.raw("db", "SELECT * FROM missing").status, 400);
+    assert_eq!(h.get(&h.db_url("")).status, 200);
+    h.bookmark("db");
+
+    let records = h.fake.requests();
+    let rows: Vec<(&str, u64)> = records.iter().map(|r| (r.kind, r.rows_read)).collect();
+    let (ra, rb) = (meta_rows_read(&a), meta_rows_read(&b));
+    assert!(ra > 6, "{}", a.text);
+    assert_eq!(
+        rows,
+        vec![
+            ("raw", ra),
+            ("query", rb),
+            ("raw", 2),
+            ("raw", 0),
+            ("list", 0),
+            ("bookmark", 0)
+        ]
+    );
+    assert_eq!(h.fake.rows_read("db"), ra + rb);
+    assert_eq!(h.fake.rows_read(&uuid), ra + rb);
+    assert_eq!(h.fake.rows_read(&other), 2);
+    assert_eq!(h.fake.rows_read("nothing"), 0);
+    // Still counted after the database is deleted, by name or uuid.
+    assert_eq!(
+        h.send(h.http.delete(h.db_url("/other")).bearer_auth(TOKEN))
+            .status,
+        200
+    );
+    assert_eq!(h.fake.rows_read("other"), 2);
+    assert_eq!(h.fake.rows_read(&other), 2);
+    h.fake.clear_requests();
+    assert_eq!(h.fake.rows_read("db"), 0);
+}
+
+/// A fake allowing each token `requests` API requests per `window`, with a second token.
+fn limited(requests: u32, window: Duration) -> Harness {
+    let h = Harness::with(Options {
+        rate_limit: Some(RateLimit { requests, window }),
+        tokens: vec![
+            Token {
+                value: TOKEN.to_string(),
+                id: "0123456789abcdef0123456789abcd01".to_string(),
+            },
+            Token {
+                value: "other-token".to_string(),
+                id: "0123456789abcdef0123456789abcd02".to_string(),
+            },
+        ],
+        ..Options::default()
+    });
+    h.fake.create_database("db");
+    h.fake.execute("db", "CREATE TABLE t(a)");
+    h
+}
+
+const RATE_LIMIT_BODY: &str = "{\"result\":null,\"success\":false,\"errors\":[{\"code\":971,\"message\":\"Please wait and consider throttling your request speed\"}],\"messages\":[]}";
+
+#[test]
+fn rate_limit_per_token() {
+    let h = limited(2, Duration::from_secs(30));
+    let insert = |token: &str| {
+        h.send(
+            h.http
+                .post(h.db_url("/db/raw"))
+                .bearer_auth(token)
+                .body("{\"sql\":\"INSERT INTO t VALUES (1)\"}"),
+        )
+    };
+    assert_eq!(insert(TOKEN).status, 200);
+    assert_eq!(insert(TOKEN).status, 200);
+    let r = insert(TOKEN);
+    assert_eq!(r.status, 429);
+    let secs: u32 = r
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("retry-after");
+    assert!((1..=30).contains(&secs), "{secs}");
+    assert_eq!(r.text, RATE_LIMIT_BODY);
+    let rec = h.fake.requests().pop().expect("record");
+    assert_eq!(
+        (rec.status, rec.retry_after, rec.fault, rec.rows_read),
+        (429, Some(secs), Some("rate_limit"), 0)
+    );
+    assert_eq!(
+        rec.token_id.as_deref(),
+        Some("0123456789abcdef0123456789abcd01")
+    );
+    // Limited requests run nothing; another token has its own budget.
+    let other = h.send(
+        h.http
+            .post(h.db_url("/db/raw"))
+            .bearer_auth("other-token")
+            .body("{\"sql\":\"SELECT count(*) FROM t\"}"),
+    );
+    assert_eq!(other.status, 200, "{}", other.text);
+    assert!(other.text.contains("\"rows\":[[2]]"), "{}", other.text);
+    // Every API endpoint counts; requests without an accepted token are not limited.
+    assert_eq!(h.get(&h.db_url("")).status, 429);
+    let anonymous = h.send(h.http.get(h.db_url("")).bearer_auth("wrong"));
+    assert_eq!(anonymous.status, 403);
+}
+
+#[test]
+fn rate_limit_window_frees_and_signed_urls_are_free() {
+    let h = limited(3, Duration::from_secs(1));
+    let sql = "INSERT INTO t VALUES (7);";
+    let etag = {
+        use md5::{Digest, Md5};
+        hex::encode(Md5::digest(sql.as_bytes()))
+    };
+    let init = h.call("db", "import", &json!({"action": "init", "etag": etag}));
+    assert_eq!(init.status, 200, "{}", init.text);
+    let url = init.json()["result"]["upload_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // Signed-URL transfers do not count against the token.
+    for _ in 0..4 {
+        let put = h.http.put(&url).body(sql).send().expect("put");
+        assert_eq!(put.status().as_u16(), 200);
+    }
+    assert_eq!(h.raw("db", "SELECT 1").status, 200);
+    assert_eq!(h.raw("db", "SELECT 1").status, 200);
+    let r = h.raw("db", "SELECT 1");
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        r.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(h.raw("db", "SELECT 1").status, 200);
+    let faults: Vec<Option<&str>> = h
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.kind == "raw")
+        .map(|r| r.fault)
+        .collect();
+    assert_eq!(faults, vec![None, None, Some("rate_limit"), None]);
 }
 
 #[test]

@@ -390,6 +390,40 @@ fn import_happy_path() {
 }
 
 #[test]
+fn import_records_rows_read() {
+    let h = Harness::with(Options {
+        import_active_polls: 0,
+        ..Options::default()
+    });
+    h.fake.create_database("db");
+    let sql = "CREATE TABLE t(a);\nINSERT INTO t VALUES (1),(2),(3),(4);\n\
+               INSERT INTO t SELECT a + 10 FROM t;\nINSERT INTO t SELECT a FROM t WHERE a > 10;\n";
+    let (etag, filename) = upload(&h, "db", sql);
+    h.fake.clear_requests();
+    let r = h.call(
+        "db",
+        "import",
+        &json!({"action": "ingest", "etag": etag, "filename": filename}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    let r = h.call("db", "import", &json!({"action": "poll"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let total = r.json()["result"]["result"]["meta"]["rows_read"]
+        .as_u64()
+        .expect("rows_read");
+    assert!(total >= 8, "{}", r.text);
+    // The ingest that ran the SQL carries the import's rows read; the poll reads nothing.
+    let rows: Vec<(u64, u64)> = h
+        .fake
+        .requests()
+        .iter()
+        .map(|r| (r.status.into(), r.rows_read))
+        .collect();
+    assert_eq!(rows, vec![(202, total), (200, 0)]);
+    assert_eq!(h.fake.rows_read("db"), total);
+}
+
+#[test]
 fn import_errors_roll_back() {
     let h = Harness::with(Options {
         import_active_polls: 0,

@@ -10,6 +10,7 @@
 //! Listing, `latest`, `--before` and retention all start from here; choosing a backup is a
 //! pure function ([`pick`]).
 
+pub(crate) mod current;
 pub(crate) mod prune;
 
 use std::collections::HashSet;

@@ -20,17 +20,21 @@ use crate::cli::inputs::RawInputs;
 use crate::cli::many;
 use crate::cli::open::{self, Opened};
 use crate::cli::report::{self, BackupReport, Status};
+use crate::cli::unchanged::{self, Check};
 use crate::cli::values::{
     boolean, compression_level, compression_threads, concurrency, count, duration, identities,
-    method, prefix, recipients, retention_policy, selection, signing_key,
+    method, optional_count, prefix, recipients, retention_policy, selection, shard, signing_key,
+    verify_keys,
 };
 use crate::dump::{DumpOptions, Method};
 use crate::encrypt::{Identities, Recipients};
 use crate::manifest::{Manifest, Selection};
 use crate::read::verify;
-use crate::sign::SigningKey;
+use crate::shard::Shard;
+use crate::sign::{SigningKey, VerifyKeys};
 use crate::source::Source;
 use crate::source::d1::D1Source;
+use crate::source::meter::RowBudget;
 use crate::util::{Cancelled, log, workflow};
 use crate::write::backup::{self, BackupJob};
 use crate::write::compress::Compression;
@@ -68,6 +72,14 @@ pub struct BackupConfig {
     pub identities: Option<Arc<Identities>>,
     /// Signs each manifest (`signing-key`).
     pub signing: Option<Arc<SigningKey>>,
+    /// Write nothing for a D1 database whose newest verified backup still holds its state.
+    pub skip_unchanged: bool,
+    /// Only backups signed by these keys stand for a database's state (`verify-key`).
+    pub trusted: Option<Arc<VerifyKeys>>,
+    /// Rows-read budget of the run (`max-rows-read`).
+    pub max_rows_read: Option<u64>,
+    /// Back up only this shard of a many-database run (`shard`).
+    pub shard: Option<Shard>,
 }
 
 impl BackupConfig {
@@ -81,6 +93,13 @@ impl BackupConfig {
             SourceConfig::D1Many { .. } => concurrency(raw)?,
             _ => 1,
         };
+        let shard = shard(raw)?;
+        if shard.is_some() && !matches!(source, SourceConfig::D1Many { .. }) {
+            return Err(InputError::new(
+                "shard",
+                "splits several databases (a list, or `*`) across jobs; with one database, leave it empty",
+            ));
+        }
         if method == Method::Export && matches!(source, SourceConfig::Sqlite { .. }) {
             return Err(InputError::new(
                 "method",
@@ -108,6 +127,10 @@ impl BackupConfig {
             encryption: recipients(raw)?,
             identities: identities(raw)?,
             signing: signing_key(raw)?,
+            skip_unchanged: boolean(raw, "skip-unchanged", true)?,
+            trusted: verify_keys(raw)?,
+            max_rows_read: optional_count(raw, "max-rows-read")?,
+            shard,
             concurrency,
         })
     }
@@ -167,7 +190,8 @@ async fn prepare(raw: &RawInputs) -> Result<(BackupConfig, Opened, Targets)> {
     let cfg = BackupConfig::from_inputs(raw)?;
     raw.warn_unread("backup");
     let _connect = log::Group::new("Connect");
-    let opened = open::store_checked(&cfg.store, cfg.api.as_ref()).await?;
+    let mut opened = open::store_checked(&cfg.store, cfg.api.as_ref()).await?;
+    opened.rows = Arc::new(RowBudget::new(cfg.max_rows_read));
     let targets = match &cfg.source {
         SourceConfig::D1Many {
             api,
@@ -175,9 +199,9 @@ async fn prepare(raw: &RawInputs) -> Result<(BackupConfig, Opened, Targets)> {
             exclude,
         } => {
             let client = open::d1_client(api, &opened.budget)?;
-            Targets::Many(many::resolve(client, databases, exclude).await?)
+            Targets::Many(many::resolve(client, databases, exclude, cfg.shard).await?)
         }
-        single => Targets::One(open::open_source(single, &opened.budget).await?),
+        single => Targets::One(open::open_source(single, &opened).await?),
     };
     Ok((cfg, opened, targets))
 }
@@ -215,6 +239,26 @@ impl OneBackup {
         }
     }
 
+    /// A database that did not change since the backup `m`, which still holds it.
+    fn unchanged(m: &Manifest, bucket: &str) -> OneBackup {
+        let mut outputs = Outputs::new();
+        report::backup_outputs(&mut outputs, m, bucket);
+        outputs.set("unchanged", "true");
+        outputs.set("rows-read", "0");
+        let mut report = BackupReport::written(m, bucket);
+        report.status = Status::ok("Unchanged since the last verified backup; nothing was written");
+        if let Some(w) = report.written.as_mut() {
+            w.unchanged = true;
+            w.rows_read = Some(0);
+        }
+        OneBackup {
+            report,
+            outputs,
+            summary: report::unchanged_summary(m, bucket),
+            failure: None,
+        }
+    }
+
     /// A later step failed: the report so far, marked failed.
     fn fail(mut self, message: &'static str, error: anyhow::Error) -> OneBackup {
         let error = explain(error);
@@ -232,7 +276,28 @@ async fn backup_one(
     cancel: &CancellationToken,
 ) -> OneBackup {
     let store = &opened.store;
-    let manifest = match backup::run(source, Arc::clone(store), &cfg.job(), cancel).await {
+    let settings = unchanged::Settings {
+        enabled: cfg.skip_unchanged,
+        prefix: &cfg.prefix,
+        selection: &cfg.selection,
+        recipients: cfg.encryption.as_ref().map(|r| r.text.as_slice()),
+        trusted: cfg.trusted.as_deref(),
+    };
+    let bookmark = match unchanged::check(&settings, source.as_ref(), opened).await {
+        Check::Unchanged(m) => {
+            log::info(format!(
+                "{}: unchanged since {} (Time Travel bookmark {}); nothing written",
+                m.database.name,
+                m.key,
+                m.bookmark.as_deref().unwrap_or_default()
+            ));
+            let one = OneBackup::unchanged(&m, &opened.bucket);
+            return apply_retention(cfg, opened, &m, one).await;
+        }
+        Check::Changed(bookmark) => bookmark,
+    };
+    let manifest = match backup::run(source, Arc::clone(store), &cfg.job(), bookmark, cancel).await
+    {
         Ok(m) => m,
         Err(e) => return OneBackup::failed("Backup failed", e),
     };
@@ -260,6 +325,18 @@ async fn backup_one(
         }
     }
     // Retention runs only after a backup that was written and verified.
+    apply_retention(cfg, opened, &manifest, one).await
+}
+
+/// Retention after a backup that was written and verified, or that still holds the
+/// database's state (`manifest` is never deleted).
+async fn apply_retention(
+    cfg: &BackupConfig,
+    opened: &Opened,
+    manifest: &Manifest,
+    mut one: OneBackup,
+) -> OneBackup {
+    let store = &opened.store;
     if !cfg.retention.is_empty() {
         let _g = log::Group::new("Retention");
         let database = crate::keys::sanitize_name(&manifest.database.name);
@@ -314,7 +391,8 @@ async fn run_many(
                 }
                 Ok((client, db)) => {
                     log::info(format!("Back up {}", db.name));
-                    let source: Arc<dyn Source> = Arc::new(D1Source::new(client, &db));
+                    let source: Arc<dyn Source> =
+                        Arc::new(D1Source::metered(client, &db, Arc::clone(&opened.rows)));
                     let one = backup_one(cfg, source, opened, cancel).await;
                     if let Some((_, err)) = &one.failure {
                         log::error(format!("{err:#}"));
@@ -340,6 +418,18 @@ fn finish_many(outcomes: Vec<many::Outcome>, bucket: &str, cancel: &Cancellation
         .collect();
     outputs.set("succeeded", (outcomes.len() - failed.len()).to_string());
     outputs.set("failed", failed.len().to_string());
+    let written = || outcomes.iter().filter_map(|o| o.report.written.as_ref());
+    outputs.set(
+        "unchanged",
+        written().filter(|w| w.unchanged).count().to_string(),
+    );
+    outputs.set(
+        "rows-read",
+        written()
+            .filter_map(|w| w.rows_read)
+            .sum::<u64>()
+            .to_string(),
+    );
     outputs.set("bucket", bucket);
     outputs.set("report", report::to_json(&reports));
     let summary = many::summary(&outcomes, bucket);

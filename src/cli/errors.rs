@@ -12,6 +12,7 @@ use crate::dump::UnknownTables;
 use crate::dump::export::VirtualTables;
 use crate::read::codec::IdentityNeeded;
 use crate::read::restore::Refused;
+use crate::source::meter::OverBudget;
 use crate::store::{Error as StoreError, ErrorKind};
 use crate::util::Cancelled;
 
@@ -117,6 +118,11 @@ fn advise(err: &anyhow::Error) -> Option<Advice> {
                 "exclude-tables"
             },
             "",
+        );
+    }
+    if find::<OverBudget>(err).is_some() {
+        return Advice::hint(
+            " (`max-rows-read`); raise it, or split the databases across jobs or days with `shard`",
         );
     }
     if find::<VirtualTables>(err).is_some() {

@@ -95,6 +95,24 @@ pub const INPUTS: &[InputSpec] = &[
         "With several databases: how many are backed up at once (1–16). All share the API rate budget.",
     ),
     input(
+        "shard",
+        &[],
+        "",
+        "With several databases or `*`: back up only shard `I/N` of them (1 ≤ I ≤ N ≤ 256, by a stable hash of the UUID), so that N jobs of a matrix cover every database exactly once.",
+    ),
+    input(
+        "skip-unchanged",
+        &[],
+        "true",
+        "With a D1 database: when its Time Travel bookmark equals the one recorded by its newest complete, verified backup (same tables, same encryption), write nothing and report it `unchanged` (one API request). `false` always dumps.",
+    ),
+    input(
+        "max-rows-read",
+        &[],
+        "",
+        "Rows-read budget of the run (D1 bills rows read; the Free plan stops at 5,000,000 a day): a database whose estimated rows would pass it is not started, and the run fails as soon as the rows read pass it. Empty: no limit.",
+    ),
+    input(
         "bucket",
         &["R2_BUCKET", "BACKUP_BUCKET"],
         "",

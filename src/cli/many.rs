@@ -15,6 +15,7 @@ use crate::cli::errors::InputError;
 use crate::cli::report::{BackupReport, Written};
 use crate::d1::D1Client;
 use crate::d1::types::DatabaseInfo;
+use crate::shard::Shard;
 use crate::util::log;
 use crate::util::progress::human_bytes;
 use crate::util::secrets::redact;
@@ -48,6 +49,7 @@ pub async fn resolve(
     client: Arc<D1Client>,
     set: &DatabaseSet,
     exclude: &[String],
+    shard: Option<Shard>,
 ) -> Result<Vec<Target>> {
     let targets: Vec<Target> = match set {
         DatabaseSet::All => {
@@ -94,6 +96,23 @@ pub async fn resolve(
             targets
         }
     };
+    let targets = match shard {
+        None => targets,
+        Some(shard) => {
+            let total = targets.len();
+            let mine = in_shard(targets, shard);
+            log::info(format!(
+                "shard {shard}: {} of {total} databases",
+                mine.len()
+            ));
+            if mine.is_empty() {
+                log::warn(format!(
+                    "shard {shard} holds none of the {total} databases; nothing to back up in this job"
+                ));
+            }
+            return Ok(mine);
+        }
+    };
     if targets.is_empty() {
         return Err(InputError::new(
             "exclude-databases",
@@ -102,6 +121,18 @@ pub async fn resolve(
         .into());
     }
     Ok(targets)
+}
+
+/// The targets in `shard` (by database UUID); one that could not be resolved has no UUID and
+/// stays (it fails in every shard's report, so it cannot go unnoticed).
+pub fn in_shard(targets: Vec<Target>, shard: Shard) -> Vec<Target> {
+    targets
+        .into_iter()
+        .filter(|t| match &t.resolved {
+            Ok((_, db)) => shard.contains(&db.uuid),
+            Err(_) => true,
+        })
+        .collect()
 }
 
 /// Run `f` over `items`, at most `limit` at a time, returning the results in input order.
@@ -170,10 +201,10 @@ pub fn summary(outcomes: &[Outcome], bucket: &str) -> String {
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             md_cell(&o.database),
-            if o.error.is_none() {
-                "✅ ok"
-            } else {
-                "❌ failed"
+            match (&o.error, w.is_some_and(|w| w.unchanged)) {
+                (Some(_), _) => "❌ failed",
+                (None, true) => "✅ unchanged",
+                (None, false) => "✅ ok",
             },
             cell(&|w| format!("`{}`", md_cell(&w.key))),
             cell(&|w| w.table_count.to_string()),
@@ -189,8 +220,12 @@ pub fn summary(outcomes: &[Outcome], bucket: &str) -> String {
         ));
     }
     let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+    let unchanged = outcomes
+        .iter()
+        .filter(|o| o.report.written.as_ref().is_some_and(|w| w.unchanged))
+        .count();
     s.push_str(&format!(
-        "| **Total: {}** | {} ok, {} failed | | {tables} | {rows} | {} | {} | | {:.1} s |\n",
+        "| **Total: {}** | {} ok ({unchanged} unchanged), {} failed | | {tables} | {rows} | {} | {} | | {:.1} s |\n",
         outcomes.len(),
         outcomes.len() - failed,
         failed,
@@ -295,6 +330,8 @@ mod tests {
                 consistent: None,
                 export_seconds: None,
                 encryption: None,
+                rows_read: None,
+                unchanged: false,
             }),
             verified: Some(Verified {
                 verified: true,
@@ -331,7 +368,7 @@ mod tests {
         );
         assert!(s.contains("| broken | ❌ failed | – |"), "{s}");
         assert!(
-            s.contains("| **Total: 3** | 2 ok, 1 failed | | 2 | 10 |"),
+            s.contains("| **Total: 3** | 2 ok (0 unchanged), 1 failed | | 2 | 10 |"),
             "{s}"
         );
         assert!(s.contains("**broken failed:** HTTP 500"), "{s}");

@@ -29,6 +29,7 @@ pub(crate) mod prune;
 pub mod report;
 pub(crate) mod restore;
 pub(crate) mod signals;
+pub(crate) mod unchanged;
 pub(crate) mod values;
 pub(crate) mod verify;
 

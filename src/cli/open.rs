@@ -14,6 +14,7 @@ use crate::d1::{Budget, ClientOptions, D1Client};
 use crate::manifest::Manifest;
 use crate::source::Source;
 use crate::source::d1::D1Source;
+use crate::source::meter::RowBudget;
 use crate::source::sqlite::SqliteSource;
 use crate::store::ObjectStore;
 use crate::store::local::LocalStore;
@@ -26,6 +27,8 @@ pub struct Opened {
     pub bucket: String,
     /// The API request budget shared by every client of this run.
     pub budget: Arc<Budget>,
+    /// The rows-read budget shared by every database of this run (unlimited unless set).
+    pub rows: Arc<RowBudget>,
 }
 
 /// Open the store of `cfg` and check that it can be used (exists, credentials work).
@@ -37,6 +40,7 @@ pub async fn store_checked(cfg: &StoreConfig, api: Option<&ApiConfig>) -> Result
         store,
         bucket,
         budget,
+        rows: Arc::new(RowBudget::default()),
     })
 }
 
@@ -118,14 +122,18 @@ pub async fn database_dir_name(cfg: &CatalogConfig, budget: &Arc<Budget>) -> Res
 }
 
 /// Connect to the data source.
-pub async fn open_source(cfg: &SourceConfig, budget: &Arc<Budget>) -> Result<Arc<dyn Source>> {
+pub async fn open_source(cfg: &SourceConfig, opened: &Opened) -> Result<Arc<dyn Source>> {
     match cfg {
         SourceConfig::Sqlite { path, name } => Ok(Arc::new(SqliteSource::open(path, name)?)),
         SourceConfig::D1 { api, database } => {
-            let client = d1_client(api, budget)?;
+            let client = d1_client(api, &opened.budget)?;
             let db = client.resolve_database(database).await?;
             log::debug(format!("resolved database {:?} to {}", db.name, db.uuid));
-            Ok(Arc::new(D1Source::new(client, &db)))
+            Ok(Arc::new(D1Source::metered(
+                client,
+                &db,
+                Arc::clone(&opened.rows),
+            )))
         }
         SourceConfig::D1Many { .. } => Err(anyhow::anyhow!(
             "several databases are opened one by one (many::resolve), not as one source"

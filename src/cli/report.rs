@@ -40,6 +40,14 @@ pub const OUTPUTS: &[(&str, &str)] = &[
     ),
     ("consistent", "`true` when the backup is one point in time."),
     (
+        "unchanged",
+        "`true` when the database had not changed since the backup in `key` (nothing was written); with several databases, how many were unchanged.",
+    ),
+    (
+        "rows-read",
+        "Rows D1 read (and bills) for the backup; with several databases, the total.",
+    ),
+    (
         "export-seconds",
         "With `method: export`: seconds the database was blocked by the export.",
     ),
@@ -148,6 +156,13 @@ pub struct Written {
     pub export_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption: Option<String>,
+    /// Rows D1 read (and bills) for this backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_read: Option<u64>,
+    /// The database had not changed: nothing was written, and this is the backup that still
+    /// holds it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 /// Rows of one table.
@@ -233,6 +248,8 @@ impl BackupReport {
                 consistent: m.consistent,
                 export_seconds: m.timings.export_seconds,
                 encryption: m.encryption.clone(),
+                rows_read: m.rows_read,
+                unchanged: false,
             }),
             verified: None,
             retention: None,
@@ -278,6 +295,27 @@ pub fn backup_outputs(out: &mut Outputs, m: &Manifest, bucket: &str) {
     if let Some(s) = m.timings.export_seconds {
         out.set("export-seconds", format!("{s:.3}"));
     }
+    if let Some(n) = m.rows_read {
+        out.set("rows-read", n.to_string());
+    }
+    out.set("unchanged", "false");
+}
+
+/// Markdown for the job summary of a database that had not changed.
+pub fn unchanged_summary(m: &Manifest, bucket: &str) -> String {
+    format!(
+        "### D1 backup of `{}`: unchanged
+
+The database has not been written since its backup `{}` in `{}` ({}, {} tables, {} rows, verified): its Time Travel bookmark is still `{}`. Nothing was written.
+",
+        md_cell(&m.database.name),
+        md_cell(&m.key),
+        md_cell(bucket),
+        m.timestamp,
+        m.table_count,
+        m.row_count,
+        md_cell(m.bookmark.as_deref().unwrap_or_default()),
+    )
 }
 
 /// Markdown for the job summary of one backup.
@@ -320,6 +358,12 @@ pub fn backup_summary(m: &Manifest, bucket: &str) -> String {
     }
     if let Some(secs) = m.timings.export_seconds {
         s.push_str(&format!("| Database blocked by export | {secs:.1} s |\n"));
+    }
+    if let Some(n) = m.rows_read {
+        s.push_str(&format!(
+            "| API requests / rows read (billed by D1) | {} / {n} |\n",
+            m.requests
+        ));
     }
     s.push_str(&tables_markdown(&m.tables, m.row_count));
     for w in &m.warnings {

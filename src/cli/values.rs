@@ -10,6 +10,7 @@ use crate::d1::is_uuid;
 use crate::dump::Method;
 use crate::encrypt::{Identities, Recipients};
 use crate::manifest::Selection;
+use crate::shard::Shard;
 use crate::sign::{SigningKey, VerifyKeys};
 
 type Result<T, E = InputError> = std::result::Result<T, E>;
@@ -69,6 +70,29 @@ pub fn identities(raw: &RawInputs) -> Result<Option<Arc<Identities>>> {
             .map_err(|e| InputError::new("age-identity-file", e.0)),
         (None, None) => Ok(None),
     }
+}
+
+/// A whole number that may be left empty (`None`).
+pub fn optional_count(raw: &RawInputs, name: &str) -> Result<Option<u64>> {
+    match raw.get(name) {
+        None => Ok(None),
+        Some(v) => v.replace('_', "").parse::<u64>().map(Some).map_err(|_| {
+            InputError::new(
+                name,
+                format!(
+                    "{:?} is not accepted; use a whole number (like 5000000), or leave it empty for no limit",
+                    truncate(v, 40)
+                ),
+            )
+        }),
+    }
+}
+
+/// The shard of `shard` (`I/N`), if set.
+pub fn shard(raw: &RawInputs) -> Result<Option<Shard>> {
+    raw.get("shard")
+        .map(|v| Shard::parse(v).map_err(|e| InputError::new("shard", e)))
+        .transpose()
 }
 
 /// The manifest signing key of `signing-key`, if set.

@@ -348,14 +348,24 @@ impl D1Client {
         sql: &str,
         params: &[serde_json::Value],
     ) -> Result<Vec<RawResult>, ApiError> {
-        let path = self.db_path(database_id, "/raw");
         let body = serde_json::json!({ "sql": sql, "params": params });
+        self.post_raw(database_id, operation, &body).await
+    }
+
+    /// POST `body` to `/raw`; the results, one per statement.
+    async fn post_raw(
+        &self,
+        database_id: &str,
+        operation: &str,
+        body: &serde_json::Value,
+    ) -> Result<Vec<RawResult>, ApiError> {
+        let path = self.db_path(database_id, "/raw");
         self.call::<Vec<RawResult>>(
             operation,
             Method::POST,
             &path,
             &[],
-            Some(&body),
+            Some(body),
             Idempotency::Safe,
         )
         .await?
@@ -372,18 +382,10 @@ impl D1Client {
         operation: &str,
         statements: &[String],
         cells_hint: usize,
-    ) -> Result<Vec<crate::rows::Page>, ApiError> {
+    ) -> Result<Paged, ApiError> {
         let path = self.db_path(database_id, "/raw");
-        let body = match statements {
-            [one] => serde_json::json!({ "sql": one, "params": [] }),
-            many => serde_json::json!({
-                "batch": many
-                    .iter()
-                    .map(|sql| serde_json::json!({ "sql": sql, "params": [] }))
-                    .collect::<Vec<_>>()
-            }),
-        };
-        let pages = self
+        let body = batch_body(statements);
+        let paged = self
             .execute(
                 operation,
                 Method::POST,
@@ -394,18 +396,23 @@ impl D1Client {
                 |resp| decode_page(operation, resp, cells_hint),
             )
             .await?;
-        if pages.len() != statements.len() {
-            return Err(ApiError::new(
-                operation,
-                ApiErrorKind::Malformed,
-                format!(
-                    "the API answered {} results to {} statements",
-                    pages.len(),
-                    statements.len()
-                ),
-            ));
-        }
-        Ok(pages)
+        check_answers(operation, paged.pages.len(), statements.len())?;
+        Ok(paged)
+    }
+
+    /// Run statements through one `/raw` request (a `batch` when there are several); returns
+    /// one result per statement.
+    pub async fn raw_batch(
+        &self,
+        database_id: &str,
+        operation: &str,
+        statements: &[String],
+    ) -> Result<Vec<RawResult>, ApiError> {
+        let results = self
+            .post_raw(database_id, operation, &batch_body(statements))
+            .await?;
+        check_answers(operation, results.len(), statements.len())?;
+        Ok(results)
     }
 
     /// The database's current Time Travel bookmark.
@@ -425,6 +432,40 @@ impl D1Client {
             .ok_or_else(|| missing_result("read Time Travel bookmark"))?
             .bookmark)
     }
+}
+
+/// Pages of a `/raw` request and the rows D1 read to answer it.
+#[derive(Debug, Default)]
+pub struct Paged {
+    /// One page per statement, in order.
+    pub pages: Vec<crate::rows::Page>,
+    /// Rows D1 read (and bills), over every statement.
+    pub rows_read: u64,
+}
+
+/// The body of a `/raw` request: one statement as `sql`, several as a `batch`.
+fn batch_body(statements: &[String]) -> serde_json::Value {
+    match statements {
+        [one] => serde_json::json!({ "sql": one, "params": [] }),
+        many => serde_json::json!({
+            "batch": many
+                .iter()
+                .map(|sql| serde_json::json!({ "sql": sql, "params": [] }))
+                .collect::<Vec<_>>()
+        }),
+    }
+}
+
+/// One result per statement, or the answer is malformed.
+fn check_answers(operation: &str, answers: usize, statements: usize) -> Result<(), ApiError> {
+    if answers == statements {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        operation,
+        ApiErrorKind::Malformed,
+        format!("the API answered {answers} results to {statements} statements"),
+    ))
 }
 
 /// Status, headers of interest, of a response.
@@ -478,7 +519,7 @@ async fn decode_page(
     operation: &str,
     mut resp: reqwest::Response,
     cells_hint: usize,
-) -> Result<Vec<crate::rows::Page>, ApiError> {
+) -> Result<Paged, ApiError> {
     let h = head(&resp);
     if h.status != 200 || h.challenged {
         // Error bodies are small: decode them with the envelope rules.
@@ -516,7 +557,10 @@ async fn decode_page(
     }
     let decoded = decoder.finish().map_err(&malformed)?;
     match decoded.success {
-        Some(true) => Ok(decoded.pages),
+        Some(true) => Ok(Paged {
+            pages: decoded.pages,
+            rows_read: decoded.rows_read,
+        }),
         Some(false) => {
             let first = decoded.errors.first();
             let message = if decoded.errors.is_empty() {

@@ -9,6 +9,7 @@
 //!   numbers are REALs (selected as values, because D1's `quote()` is not exact for them),
 //!   turned into their exact literal here ([`crate::sqltext::literal::real_literal`]);
 //! * `result[s].results.columns[i]` — the column count;
+//! * `result[s].meta.rows_read` — the rows D1 read (and bills), summed;
 //! * `success` and `errors[i].code/message` — the envelope verdict.
 //!
 //! Everything else is lexed and skipped. A body that ends early or is not JSON is an error.
@@ -77,6 +78,8 @@ pub struct Decoded {
     pub pages: Vec<Page>,
     pub success: Option<bool>,
     pub errors: Vec<(Option<i64>, String)>,
+    /// The sum of every statement's `meta.rows_read` (what D1 bills).
+    pub rows_read: u64,
 }
 
 /// Incremental decoder; feed it chunks, then call [`PageDecoder::finish`].
@@ -439,6 +442,12 @@ impl PageDecoder {
             self.out.success = Some(text == "true");
         } else if self.path_is(&[P::ErrorCode]) {
             self.error.0 = text.parse::<f64>().ok().map(|f| f as i64);
+        } else if self.path_is(&[P::RowsRead]) {
+            let n = text
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite() && *f >= 0.0);
+            self.out.rows_read = self.out.rows_read.saturating_add(n.map_or(0, |f| f as u64));
         } else if self.path_is(&[P::Cell]) {
             // A REAL, selected as a value: JavaScript's shortest round-trip text of the
             // double, which parses back to exactly that double.
@@ -511,6 +520,8 @@ enum P {
     Rows,
     /// An element of a row (a cell).
     Cell,
+    /// `result[s].meta.rows_read`.
+    RowsRead,
 }
 
 impl P {
@@ -530,6 +541,9 @@ impl P {
             P::RowsArray => n == 4 && in_result() && key(3, "rows"),
             P::Rows => n == 5 && in_result() && key(3, "rows") && index(4),
             P::Cell => n == 6 && in_result() && key(3, "rows") && index(4) && index(5),
+            P::RowsRead => {
+                n == 4 && key(0, "result") && index(1) && key(2, "meta") && key(3, "rows_read")
+            }
         }
     }
 }
@@ -558,6 +572,7 @@ mod tests {
         assert_eq!(page.len(), 3);
         assert_eq!(page.row(0), vec!["1", "'a\"b\\né😀'"]);
         assert_eq!(page.row(2), vec!["3", "NULL"]);
+        assert_eq!(whole.rows_read, 3);
         for chunk in 1..40 {
             assert_eq!(
                 decode_in_chunks(BODY.as_bytes(), chunk).unwrap(),

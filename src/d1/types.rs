@@ -79,6 +79,25 @@ pub struct RawResult {
     pub results: Option<RawResults>,
     #[serde(default)]
     pub success: Option<bool>,
+    #[serde(default)]
+    pub meta: Option<RawMeta>,
+}
+
+impl RawResult {
+    /// Rows D1 read (scanned, and billed) for this statement.
+    pub fn rows_read(&self) -> u64 {
+        self.meta
+            .as_ref()
+            .and_then(|m| m.rows_read)
+            .map_or(0, |n| n.max(0.0) as u64)
+    }
+}
+
+/// The part of a statement's `meta` that is used: what D1 bills.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawMeta {
+    #[serde(default)]
+    pub rows_read: Option<f64>,
 }
 
 /// Columns and rows of a `/raw` result. Both may be missing on an empty result.

@@ -12,8 +12,11 @@
 //! 4. `sqlite_sequence`;
 //! 5. indexes, views, triggers (an INSTEAD OF trigger therefore after its view).
 //!
-//! Pages are fetched one ahead: while a page is turned into SQL, the next is on the wire.
+//! The first page of every table is read in batches ([`batch`]): a small database is read
+//! in one request. Further pages are fetched one ahead: while a page is turned into SQL, the
+//! next is on the wire.
 
+pub mod batch;
 pub(crate) mod export;
 pub mod paging;
 pub mod schema;
@@ -105,6 +108,9 @@ pub struct DumpStats {
     pub split_rows: u64,
     pub requests: u64,
     pub warnings: Vec<String>,
+    /// Every row came from one request that also saw the schema unchanged (with a source
+    /// whose batch is a transaction, the dump is one point in time).
+    pub one_request: bool,
 }
 
 /// Where SQL text goes: buffered, handed on in chunks.
@@ -212,7 +218,19 @@ pub async fn dump(
             stats.statements += 1;
         }
     }
-    for t in &schema.tables {
+    let has_sequence = schema.has_sqlite_sequence && !opts.selection.no_data;
+    let mut first = if opts.selection.no_data {
+        batch::Prefetched::default()
+    } else {
+        if source.has_row_budget() {
+            let estimate = batch::estimate_rows(source.as_ref(), schema).await?;
+            stats.requests += 1;
+            source.admit(estimate)?;
+        }
+        batch::prefetch(&source, schema, &opts.page, has_sequence).await?
+    };
+    stats.requests += first.requests;
+    for (i, t) in schema.tables.iter().enumerate() {
         progress.set_table(&t.name);
         let kind = if t.is_virtual() { "virtual" } else { "table" };
         let mut rows = 0;
@@ -220,7 +238,7 @@ pub async fn dump(
             match &t.kind {
                 TableKind::Virtual { module, content } => match content {
                     VirtualContent::Internal => {
-                        rows = dump_rows(&source, t, schema.negative_zero, opts, &mut out, &mut stats, progress).await?;
+                        rows = dump_rows(&source, t, first.take(i), schema.negative_zero, opts, &mut out, &mut stats, progress).await?;
                     }
                     VirtualContent::External(from) => {
                         // Rebuild from the content table once its rows are in. The row count
@@ -245,7 +263,7 @@ pub async fn dump(
                     )),
                 },
                 TableKind::Regular { .. } => {
-                    rows = dump_rows(&source, t, schema.negative_zero, opts, &mut out, &mut stats, progress).await?;
+                    rows = dump_rows(&source, t, first.take(i), schema.negative_zero, opts, &mut out, &mut stats, progress).await?;
                 }
             }
         }
@@ -262,9 +280,17 @@ pub async fn dump(
     }
     stats.table_count = schema.tables.len();
 
-    if schema.has_sqlite_sequence && !opts.selection.no_data {
-        dump_sequence(source.as_ref(), schema, &mut out, &mut stats).await?;
+    if has_sequence {
+        dump_sequence(
+            source.as_ref(),
+            schema,
+            first.sequence.take(),
+            &mut out,
+            &mut stats,
+        )
+        .await?;
     }
+    stats.one_request = first.one_request && stats.requests == first.requests;
     if !opts.selection.no_schema {
         for o in &schema.objects {
             out.line(&format!("{};", o.sql));
@@ -365,9 +391,11 @@ async fn fetch_page(
 const MAX_GROUP_RETRIES: u32 = 3;
 
 /// Dump the rows of one table; returns the row count.
+#[allow(clippy::too_many_arguments)]
 async fn dump_rows(
     source: &Arc<dyn Source>,
     table: &Table,
+    first: Option<(Page, usize)>,
     negative_zero: bool,
     opts: &DumpOptions,
     out: &mut Out<'_>,
@@ -380,14 +408,17 @@ async fn dump_rows(
     let explicit = matches!(table.key, RowKey::Rowid { explicit: true, .. });
     let policy = opts.page;
     let mut limit = policy.initial_rows;
-    let mut pending = Some(tokio::spawn(fetch_page(
-        Arc::clone(source),
-        Arc::clone(&table),
-        None,
-        limit,
-        policy,
-        negative_zero,
-    )));
+    let mut pending = Some(match first {
+        Some((page, used)) => tokio::spawn(async move { Ok((page, used, 0)) }),
+        None => tokio::spawn(fetch_page(
+            Arc::clone(source),
+            Arc::clone(&table),
+            None,
+            limit,
+            policy,
+            negative_zero,
+        )),
+    });
     let mut count = 0u64;
     while let Some(handle) = pending.take() {
         if out.cancel.is_cancelled() {
@@ -616,30 +647,44 @@ fn cell_text(v: &Value) -> Result<&str> {
     }
 }
 
+/// `sqlite_sequence` of the kept tables; `read`: its `(name, seq literal)` rows when they
+/// were read with the tables.
 async fn dump_sequence(
     source: &dyn Source,
     schema: &Schema,
+    read: Option<Vec<(String, String)>>,
     out: &mut Out<'_>,
     stats: &mut DumpStats,
 ) -> Result<()> {
-    let rows = source
-        .query(
-            "read sqlite_sequence",
-            "SELECT name, quote(seq) FROM sqlite_sequence ORDER BY rowid",
-        )
-        .await?;
-    stats.requests += 1;
+    let rows = match read {
+        Some(rows) => rows,
+        None => {
+            let rows = source
+                .query(
+                    "read sqlite_sequence",
+                    "SELECT name, quote(seq) FROM sqlite_sequence ORDER BY rowid",
+                )
+                .await?;
+            stats.requests += 1;
+            let mut named = Vec::with_capacity(rows.rows.len());
+            for r in &rows.rows {
+                let Some(name) = r[0].as_str() else { continue };
+                named.push((name.to_string(), cell_text(&r[1])?.to_string()));
+            }
+            named
+        }
+    };
     let kept: HashSet<String> = schema
         .tables
         .iter()
         .map(|t| t.name.to_ascii_lowercase())
         .collect();
-    for r in &rows.rows {
-        let Some(name) = r[0].as_str() else { continue };
+    for (name, seq) in &rows {
         if !kept.contains(&name.to_ascii_lowercase()) {
             continue;
         }
-        let seq = cell_text(&r[1])?;
+        let name = name.as_str();
+        let seq = seq.as_str();
         if let Err(e) = crate::sqltext::cell::check_cell(seq) {
             bail!(
                 "sqlite_sequence: the source answered {e} where an SQL literal belongs; nothing of it was written"

@@ -157,6 +157,9 @@ pub struct Schema {
     /// Every user table's name in creation order (`sqlite_schema` rowid order: the order
     /// D1's export writes them in).
     pub creation_order: Vec<String>,
+    /// `sqlite_schema` as it was read, as literals (see [`MASTER_LITERALS_SQL`]): a later
+    /// request that reads it again tells whether the schema changed in between.
+    pub master_literals: Vec<Vec<String>>,
 }
 
 /// `_cf_*` (D1's own) and `sqlite_*` (SQLite's) objects are never dumped.
@@ -168,15 +171,84 @@ pub fn is_internal(name: &str) -> bool {
 const NOT_INTERNAL: &str =
     "m.name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'";
 
-/// Read the schema of `source`.
+/// `sqlite_schema` in creation order.
+const MASTER_SQL: &str = "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid";
+
+/// `sqlite_schema` as literals, to tell whether it changed between two requests.
+pub const MASTER_LITERALS_SQL: &str = "SELECT quote(type), quote(name), quote(tbl_name), quote(sql) FROM sqlite_schema ORDER BY rowid";
+
+/// Answers only where SQLite's math functions exist (quote() prints -0.0 as 0.0; atan2()
+/// tells them apart).
+const NEGATIVE_ZERO_PROBE: &str = "SELECT atan2(0.0,-1.0)";
+
+fn columns_sql() -> String {
+    format!(
+        "SELECT m.name, p.name, p.type, p.pk, p.hidden FROM sqlite_schema AS m, pragma_table_xinfo(m.name) AS p \
+         WHERE m.type = 'table' AND {NOT_INTERNAL} ORDER BY m.rowid, p.cid"
+    )
+}
+
+fn foreign_keys_sql() -> String {
+    format!(
+        "SELECT m.name, p.\"table\" FROM sqlite_schema AS m, pragma_foreign_key_list(m.name) AS p \
+         WHERE m.type = 'table' AND {NOT_INTERNAL}"
+    )
+}
+
+fn pk_indexes_sql() -> String {
+    format!(
+        "SELECT m.name FROM sqlite_schema AS m, pragma_index_list(m.name) AS p \
+         WHERE m.type = 'table' AND {NOT_INTERNAL} AND p.origin = 'pk'"
+    )
+}
+
+/// Everything the schema read asks, answered in one request where the source can; the
+/// slots of a source that cannot are empty and each part is read on its own.
+struct Answers {
+    slots: Vec<Option<Rows>>,
+}
+
+impl Answers {
+    const MASTER: usize = 0;
+    const TABLE_LIST: usize = 1;
+    const COLUMNS: usize = 2;
+    const FOREIGN_KEYS: usize = 3;
+    const PK_INDEXES: usize = 4;
+    const NEGATIVE_ZERO: usize = 5;
+
+    async fn read(source: &dyn Source) -> Answers {
+        let statements = vec![
+            MASTER_SQL.to_string(),
+            "PRAGMA table_list".to_string(),
+            columns_sql(),
+            foreign_keys_sql(),
+            pk_indexes_sql(),
+            NEGATIVE_ZERO_PROBE.to_string(),
+        ];
+        let n = statements.len();
+        let slots = match source.query_many("read schema", &statements).await {
+            Ok(rows) if rows.len() == n => rows.into_iter().map(Some).collect(),
+            Ok(_) | Err(_) => (0..n).map(|_| None).collect(),
+        };
+        Answers { slots }
+    }
+
+    fn take(&mut self, slot: usize) -> Option<Rows> {
+        self.slots.get_mut(slot).and_then(Option::take)
+    }
+}
+
+/// Read the schema of `source`: one request where the source answers a batch, else a few.
 pub async fn read(source: &dyn Source) -> Result<Schema> {
-    let master = source
-        .query(
-            "read schema",
-            "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid",
-        )
-        .await?;
-    let list = source.query("read table list", "PRAGMA table_list").await?;
+    let mut answers = Answers::read(source).await;
+    let master = match answers.take(Answers::MASTER) {
+        Some(rows) => rows,
+        None => source.query("read schema", MASTER_SQL).await?,
+    };
+    let list = match answers.take(Answers::TABLE_LIST) {
+        Some(rows) => rows,
+        None => source.query("read table list", "PRAGMA table_list").await?,
+    };
     let entries: Vec<Entry> = master
         .rows
         .iter()
@@ -195,9 +267,9 @@ pub async fn read(source: &dyn Source) -> Result<Schema> {
         .filter(|e| !listed.get(&lower(&e.name)).is_some_and(Listed::is_shadow))
         .collect();
     let names: Vec<String> = candidates.iter().map(|e| e.name.clone()).collect();
-    let columns = read_columns(source, &names).await?;
-    let parents = read_foreign_keys(source, &names).await?;
-    let pk_indexed = read_pk_indexes(source, &names).await?;
+    let columns = read_columns(source, &names, answers.take(Answers::COLUMNS)).await?;
+    let parents = read_foreign_keys(source, &names, answers.take(Answers::FOREIGN_KEYS)).await?;
+    let pk_indexed = read_pk_indexes(source, &names, answers.take(Answers::PK_INDEXES)).await?;
 
     let mut tables = Vec::new();
     for e in &candidates {
@@ -215,18 +287,37 @@ pub async fn read(source: &dyn Source) -> Result<Schema> {
             parents: parents.get(&key_name).cloned().unwrap_or_default(),
         });
     }
-    // quote() prints -0.0 as 0.0; atan2() (a math function D1 provides) tells them apart.
-    let negative_zero = source
-        .query("probe math functions", "SELECT atan2(0.0,-1.0)")
-        .await
-        .is_ok();
+    let negative_zero = match answers.take(Answers::NEGATIVE_ZERO) {
+        Some(_) => true,
+        None => source
+            .query("probe math functions", NEGATIVE_ZERO_PROBE)
+            .await
+            .is_ok(),
+    };
     Ok(Schema {
         tables: creation_ready(tables),
         objects: schema_objects(&entries, &listed),
         has_sqlite_sequence,
         negative_zero,
         creation_order: names,
+        master_literals: master_literals(&master),
     })
+}
+
+/// `sqlite_schema` as [`MASTER_LITERALS_SQL`] selects it.
+fn master_literals(master: &Rows) -> Vec<Vec<String>> {
+    master
+        .rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|v| match v.as_str() {
+                    Some(t) => crate::sqltext::quote_str(t),
+                    None => "NULL".to_string(),
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// One row of `sqlite_schema`.
@@ -351,13 +442,10 @@ fn schema_objects(entries: &[Entry], listed: &HashMap<String, Listed>) -> Vec<Sc
 async fn read_columns(
     source: &dyn Source,
     names: &[String],
+    answered: Option<Rows>,
 ) -> Result<HashMap<String, Vec<Column>>> {
-    let joined = format!(
-        "SELECT m.name, p.name, p.type, p.pk, p.hidden FROM sqlite_schema AS m, pragma_table_xinfo(m.name) AS p \
-         WHERE m.type = 'table' AND {NOT_INTERNAL} ORDER BY m.rowid, p.cid"
-    );
     let mut out: HashMap<String, Vec<Column>> = HashMap::new();
-    match source.query("read columns", &joined).await {
+    match joined(source, "read columns", &columns_sql(), answered).await {
         Ok(rows) => {
             for r in &rows.rows {
                 out.entry(lower(&text(&r[0]))).or_default().push(Column {
@@ -402,17 +490,29 @@ fn columns_from_pragma(rows: &Rows) -> Result<Vec<Column>> {
         .collect())
 }
 
+/// The answer of a query over every table at once (`pragma_…(m.name)` joined with
+/// `sqlite_schema`): already answered in the schema batch, or asked now. An error means the
+/// source cannot join pragmas, and each table is asked on its own.
+async fn joined(
+    source: &dyn Source,
+    operation: &str,
+    sql: &str,
+    answered: Option<Rows>,
+) -> Result<Rows> {
+    match answered {
+        Some(rows) => Ok(rows),
+        None => source.query(operation, sql).await,
+    }
+}
+
 /// Parent tables per table, from foreign keys.
 async fn read_foreign_keys(
     source: &dyn Source,
     names: &[String],
+    answered: Option<Rows>,
 ) -> Result<HashMap<String, Vec<String>>> {
-    let joined = format!(
-        "SELECT m.name, p.\"table\" FROM sqlite_schema AS m, pragma_foreign_key_list(m.name) AS p \
-         WHERE m.type = 'table' AND {NOT_INTERNAL}"
-    );
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    match source.query("read foreign keys", &joined).await {
+    match joined(source, "read foreign keys", &foreign_keys_sql(), answered).await {
         Ok(rows) => {
             for r in &rows.rows {
                 out.entry(lower(&text(&r[0])))
@@ -442,13 +542,20 @@ async fn read_foreign_keys(
 
 /// Tables whose primary key is a real index (so an INTEGER PRIMARY KEY is *not* the rowid,
 /// as with `INTEGER PRIMARY KEY DESC`).
-async fn read_pk_indexes(source: &dyn Source, names: &[String]) -> Result<HashSet<String>> {
-    let joined = format!(
-        "SELECT m.name FROM sqlite_schema AS m, pragma_index_list(m.name) AS p \
-         WHERE m.type = 'table' AND {NOT_INTERNAL} AND p.origin = 'pk'"
-    );
+async fn read_pk_indexes(
+    source: &dyn Source,
+    names: &[String],
+    answered: Option<Rows>,
+) -> Result<HashSet<String>> {
     let mut out = HashSet::new();
-    match source.query("read primary key indexes", &joined).await {
+    match joined(
+        source,
+        "read primary key indexes",
+        &pk_indexes_sql(),
+        answered,
+    )
+    .await
+    {
         Ok(rows) => {
             for r in &rows.rows {
                 out.insert(lower(&text(&r[0])));

@@ -5,6 +5,7 @@
 //! exercises exactly what runs against D1.
 
 pub mod d1;
+pub mod meter;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -36,6 +37,20 @@ pub trait Source: Send + Sync {
     /// error is an [`crate::d1::ApiError`] with `is_memory_limit()`.
     async fn query(&self, operation: &str, sql: &str) -> anyhow::Result<Rows>;
 
+    /// Run read-only statements in one request (one result each, in order). A source
+    /// without batches runs them one by one.
+    async fn query_many(
+        &self,
+        operation: &str,
+        statements: &[String],
+    ) -> anyhow::Result<Vec<Rows>> {
+        let mut out = Vec::with_capacity(statements.len());
+        for sql in statements {
+            out.push(self.query(operation, sql).await?);
+        }
+        Ok(out)
+    }
+
     /// Run read-only statements in one request, each into a compact [`Page`] (one per
     /// statement, in order). Every result cell is an SQL literal (text) or a REAL value,
     /// which becomes its exact literal. Used for the bulk of a dump. `cells_hint`: about
@@ -52,6 +67,33 @@ pub trait Source: Send + Sync {
 
     /// Whether all reads see one snapshot (a local read transaction does; REST pages do not).
     fn is_snapshot(&self) -> bool;
+
+    /// Whether one request (a batch of statements) is read as one transaction, so that what
+    /// one request returns is one point in time (D1 runs a batch as a transaction).
+    fn batch_is_snapshot(&self) -> bool {
+        self.is_snapshot()
+    }
+
+    /// Rows the server read (and bills) for this source so far; 0 where nothing is billed.
+    fn rows_read(&self) -> u64 {
+        0
+    }
+
+    /// API requests made to read this source so far (every kind: schema, rows, bookmarks);
+    /// `None` for a source that makes none.
+    fn requests(&self) -> Option<u64> {
+        None
+    }
+
+    /// Whether reading about `estimate` more rows stays within the run's rows-read budget.
+    fn admit(&self, _estimate: u64) -> Result<(), meter::OverBudget> {
+        Ok(())
+    }
+
+    /// Whether a rows-read budget applies (an estimate is worth a request).
+    fn has_row_budget(&self) -> bool {
+        false
+    }
 
     /// The D1 client behind this source, if it is a D1 database (for D1-only features:
     /// export). The database is `info().id`.

@@ -5,10 +5,13 @@
 //! object and writes the manifest that marks the backup complete. If the manifest cannot be
 //! written the object is deleted again, so nothing is left looking complete when it is not.
 //!
-//! Consistency: an `export` is one snapshot at its `at_bookmark`. A `query` dump spans many
-//! requests, so the Time Travel bookmark is read before and after; if it moved, the database
-//! changed during the dump, the upload is aborted and the dump redone, up to
-//! `consistency-retries` times; after that the backup is kept and marked `consistent: false`.
+//! Consistency: an `export` is one snapshot at its `at_bookmark`. A `query` dump reads the
+//! Time Travel bookmark first (or is handed the one the caller just read). When every row
+//! came from one request (a transaction in D1) that saw the schema unchanged, the dump is one
+//! point in time at or after that bookmark. Otherwise it spans many requests, and the
+//! bookmark is read again at the end; if it moved, the database changed during the dump, the
+//! upload is aborted and the dump redone, up to `consistency-retries` times; after that the
+//! backup is kept and marked `consistent: false`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::d1::export::ExportDone;
+use crate::dump::batch::SchemaChanged;
 use crate::dump::schema::Schema;
 use crate::dump::{self, DumpHeader, DumpOptions, Method};
 use crate::encrypt::{self, Recipients};
@@ -92,11 +96,13 @@ struct Produced {
     moved: Vec<String>,
 }
 
-/// Back up `source` into `store`; returns the manifest that was written.
+/// Back up `source` into `store`; returns the manifest that was written. `bookmark`: the
+/// database's Time Travel bookmark when the caller read it just before (it is not read again).
 pub async fn run(
     source: Arc<dyn Source>,
     store: Arc<dyn ObjectStore>,
     job: &BackupJob,
+    bookmark: Option<String>,
     cancel: &CancellationToken,
 ) -> Result<Manifest> {
     let info = source.info().clone();
@@ -107,7 +113,13 @@ pub async fn run(
         store.describe(),
         job.method.as_str()
     ));
-    let schema = dump::read_schema(source.as_ref(), &job.dump.selection).await?;
+    // The bookmark is read before the schema: whatever is read after it is at least as new.
+    let mut bookmark = match (job.method, bookmark) {
+        (Method::Query, None) => Some(read_bookmark(source.as_ref()).await),
+        (Method::Query, Some(b)) => Some(Some(b)),
+        (Method::Export, _) => None,
+    };
+    let mut schema = dump::read_schema(source.as_ref(), &job.dump.selection).await?;
     if job.method == Method::Export {
         export::preflight(&schema)?;
     }
@@ -131,12 +143,20 @@ pub async fn run(
     loop {
         attempt += 1;
         let last = attempt > job.consistency_retries;
-        match attempt_backup(&source, &store, job, &schema, last, cancel).await {
+        let before = bookmark.take();
+        match attempt_backup(&source, &store, job, &schema, before, last, cancel).await {
             Err(e) if !last && e.chain().any(|c| c.is::<Inconsistent>()) => {
                 log::warn(format!(
                     "{e:#}; retrying ({attempt} of {} retries)",
                     job.consistency_retries
                 ));
+            }
+            Err(e) if !last && e.chain().any(|c| c.is::<SchemaChanged>()) => {
+                log::warn(format!(
+                    "{e:#}; reading it again ({attempt} of {} retries)",
+                    job.consistency_retries
+                ));
+                schema = dump::read_schema(source.as_ref(), &job.dump.selection).await?;
             }
             other => return other,
         }
@@ -156,6 +176,7 @@ async fn attempt_backup(
     store: &Arc<dyn ObjectStore>,
     job: &BackupJob,
     schema: &Schema,
+    bookmark: Option<Option<String>>,
     last_attempt: bool,
     cancel: &CancellationToken,
 ) -> Result<Manifest> {
@@ -177,7 +198,13 @@ async fn attempt_backup(
     );
     // What is known before the data flows goes into the object metadata.
     let (bookmark_before, export_done) = match job.method {
-        Method::Query => (read_bookmark(source.as_ref()).await, None),
+        Method::Query => {
+            let b = match bookmark {
+                Some(b) => b,
+                None => read_bookmark(source.as_ref()).await,
+            };
+            (b, None)
+        }
         Method::Export => {
             let done = export::start(
                 run.d1_client()?,
@@ -240,13 +267,18 @@ async fn attempt_backup(
     let manifest = run.manifest(key, timestamp, clock, &streamed);
     write_manifest(store.as_ref(), &manifest, job.signing.as_deref()).await?;
     log::info(format!(
-        "Wrote {}: {} tables, {} rows, {} bytes of SQL stored as {} bytes in {} part(s)",
+        "Wrote {}: {} tables, {} rows, {} bytes of SQL stored as {} bytes in {} part(s); {} requests{}",
         manifest.key,
         manifest.table_count,
         manifest.row_count,
         manifest.sql.size,
         manifest.object.size,
-        streamed.uploaded.parts
+        streamed.uploaded.parts,
+        manifest.requests,
+        manifest
+            .rows_read
+            .map(|n| format!(", {n} rows read"))
+            .unwrap_or_default()
     ));
     Ok(manifest)
 }
@@ -304,8 +336,16 @@ impl Attempt<'_> {
                 progress,
             )
             .await?;
-            let after = read_bookmark(source.as_ref()).await;
-            let consistent = source.is_snapshot() || (before.is_some() && before == after);
+            // Rows read in one request (a transaction) that saw the schema unchanged are
+            // one point in time, at or after `before`: nothing to check afterwards.
+            let one_point =
+                source.is_snapshot() || (stats.one_request && source.batch_is_snapshot());
+            let after = if one_point {
+                before.clone()
+            } else {
+                read_bookmark(source.as_ref()).await
+            };
+            let consistent = one_point || (before.is_some() && before == after);
             if !consistent && !last_attempt && before.is_some() && after.is_some() {
                 return Err(anyhow!(Inconsistent {
                     before: before.clone().unwrap_or_default(),
@@ -319,7 +359,7 @@ impl Attempt<'_> {
             Ok(Produced {
                 tables: stats.tables,
                 row_count: stats.row_count,
-                requests: stats.requests + 2,
+                requests: stats.requests,
                 warnings,
                 bookmark: before,
                 consistent,
@@ -389,7 +429,8 @@ impl Attempt<'_> {
                 total_ms: clock.elapsed().as_millis() as u64,
                 export_seconds: produced.export_seconds,
             },
-            requests: produced.requests,
+            requests: self.source.requests().unwrap_or(produced.requests),
+            rows_read: self.source.d1_client().map(|_| self.source.rows_read()),
             warnings: produced.warnings.clone(),
             reordered: (!produced.moved.is_empty()).then(|| Reordered {
                 how: export::REORDER_HOW.to_string(),

@@ -188,6 +188,28 @@ fn wide_tables_round_trip_through_the_engine() {
     assert!(stats.longest_statement <= 100_000, "{stats:?}");
 }
 
+#[test]
+fn a_small_database_is_three_requests_and_then_unchanged_on_the_engine() {
+    let Some(engine) = engine::engine() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::fleet::tenant_db(dir.path(), 7);
+    let (key, out) = round_trip(engine, "tenant", &db, dir.path());
+    // Bookmark, schema (one batch), every row (one batch) — the engine answers batches.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join(d1_backup::keys::manifest_key(&key))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["requests"], 3, "{manifest}");
+    assert_eq!(manifest["consistent"], true);
+    // Nothing written since: the next run takes one request and writes nothing.
+    let r = run::run(&["backup"], &engine_env(engine, "tenant", &out));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.report()["unchanged"], true, "{}", r.stdout);
+    assert_eq!(r.report()["key"], key.as_str());
+}
+
 /// The REALs of `path`'s table `r` (id → bits), and a check that each is stored as REAL.
 fn real_bits(path: &Path) -> BTreeMap<i64, u64> {
     let c = compare::open(path);

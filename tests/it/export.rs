@@ -313,7 +313,8 @@ fn query_dumps_report_consistency() {
     assert_eq!(r.report()["consistent"], true);
     assert_eq!(r.report()["bookmark"], fake.bookmark("busy"));
 
-    // Another client writes while the dump runs: retried, then reported inconsistent.
+    // Another client writes while the dump runs: retried, then reported inconsistent (the
+    // database did not change before the run, so it is dumped only without `skip-unchanged`).
     fake.clear_requests();
     fake.set_faults(fake_d1::Faults {
         write_during_reads: Some((
@@ -329,7 +330,7 @@ fn query_dumps_report_consistency() {
             "busy",
             &endpoint,
             &bucket,
-            &[("consistency-retries", "1")],
+            &[("consistency-retries", "1"), ("skip-unchanged", "false")],
         ),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -9,6 +9,7 @@ mod encrypt;
 mod engine;
 mod export;
 mod faults;
+mod fleet;
 mod hostile_store;
 mod inputs;
 mod local;

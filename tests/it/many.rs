@@ -109,7 +109,7 @@ fn star_backs_up_every_healthy_database_and_names_the_failing_one() {
     let summary = r.summary_file.as_deref().unwrap();
     assert!(summary.contains("| broken | ❌ failed |"), "{summary}");
     assert!(
-        summary.contains("| **Total: 5** | 4 ok, 1 failed |"),
+        summary.contains("| **Total: 5** | 4 ok (0 unchanged), 1 failed |"),
         "{summary}"
     );
 

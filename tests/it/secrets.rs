@@ -158,6 +158,8 @@ fn every_command_and_phase_keeps_secrets() {
     let env_for = |database: &str, extra: &[(&str, &str)]| {
         let mut env = cli_env(&fake, database, &endpoint, &bucket);
         env.insert("RUNNER_DEBUG".into(), "1".into());
+        // Every run does its whole work (a repeated backup is otherwise `unchanged`).
+        env.insert("D1_BACKUP_SKIP_UNCHANGED".into(), "false".into());
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }

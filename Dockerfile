@@ -25,5 +25,12 @@ RUN touch src/main.rs src/lib.rs \
 
 # Runtime stage: glibc, CA certificates, nothing else. Pin by digest in releases.
 FROM gcr.io/distroless/cc-debian12:latest
+ARG VERSION=dev
+ARG SOURCE=https://github.com/d1-backup/d1-backup
+LABEL org.opencontainers.image.title="d1-backup" \
+      org.opencontainers.image.description="Exact, streamed backups of Cloudflare D1 databases to R2 (or any S3 store)" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}"
 COPY --from=build /d1-backup /d1-backup
 ENTRYPOINT ["/d1-backup"]

@@ -337,6 +337,22 @@ fn table(p: &Paths) -> Vec<Row> {
             .bad("99999999999999999999999")
             .row(),
         Cases::of("skip-unchanged").bad("sometimes").row(),
+        Cases::of("max-age")
+            .bad_in("check", "soon")
+            .bad_in("check", "0")
+            .bad_in("check", "3w")
+            .bad_in("check", "-1h")
+            .row(),
+        Cases::of("max-shrink")
+            .bad_in("check", "101")
+            .bad_in("check", "-5")
+            .bad_in("check", "half")
+            .row(),
+        Cases::of("heartbeat-url")
+            .bad("not a url")
+            .bad("ftp://example.com/ping")
+            .bad("http://hc.example.com/ping")
+            .row(),
         Cases::of("bucket")
             .many(&[
                 " ",
@@ -438,7 +454,7 @@ fn table(p: &Paths) -> Vec<Row> {
                 "soon",
                 "0",
                 "0s",
-                "5d",
+                "5w",
                 "-5",
                 "1.5h",
                 "30 m",
@@ -605,7 +621,7 @@ fn table(p: &Paths) -> Vec<Row> {
             .row(),
         Cases::of("json").many_in("list", &["maybe", "2"]).row(),
         Cases::of("progress-interval")
-            .many(&["fast", "-1", "1.5s", "10d", "9999999999999999h"])
+            .many(&["fast", "-1", "1.5s", "10w", "9999999999999999h"])
             .bad("fast")
             .local()
             .row(),

@@ -11,6 +11,7 @@
 //! pure function ([`pick`]).
 
 pub(crate) mod current;
+pub(crate) mod fresh;
 pub(crate) mod prune;
 
 use std::collections::HashSet;

@@ -130,6 +130,9 @@ pub struct Listed {
     pub rows: Option<u64>,
     pub method: Option<String>,
     pub verified: Option<bool>,
+    /// The Time Travel bookmark the backup corresponds to (D1 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bookmark: Option<String>,
     /// `age` for an encrypted backup.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption: Option<String>,
@@ -199,6 +202,7 @@ pub async fn list(
             sql_bytes: m.as_ref().map(|m| m.sql.size),
             tables: m.as_ref().map(|m| m.table_count),
             rows: m.as_ref().map(|m| m.row_count),
+            bookmark: m.as_ref().and_then(|m| m.bookmark.clone()),
             method: m.map(|m| m.method),
             verified,
             signature,

@@ -17,6 +17,13 @@ pub fn cli() -> Command {
                 .arg(Arg::new("key").value_name("KEY|latest").help("Backup key, or `latest` (default)")),
         )
         .subcommand(Command::new("list").about("List the backups of a database, newest first (--json for scripts)"))
+        .subcommand(
+            Command::new("action-yml")
+                .hide(true)
+                .about("Print action.yml for a release (used by scripts/release.sh)")
+                .arg(Arg::new("image").long("image").value_name("REF").required(true).help("runs.image: `Dockerfile` or `docker://ghcr.io/<owner>/<repo>@sha256:<digest>`")),
+        )
+        .subcommand(Command::new("check").about("Fail when a database's newest backup is too old, unverified or shrunk (--max-age, --max-shrink; one database, a list or *)"))
         .subcommand(Command::new("prune").about("Apply the keep-* retention policy (--dry-run shows what would happen)"))
         .subcommand(
             Command::new("restore")

@@ -457,7 +457,7 @@ fn finish_many(outcomes: Vec<many::Outcome>, bucket: &str, cancel: &Cancellation
         log::error(format!("{e:#}"));
         return 1;
     }
-    println!("{}", report::json_line(&reports));
+    finish::print_report(&reports);
     code
 }
 
@@ -530,7 +530,7 @@ mod tests {
             ("method", "dump", "method"),
             ("export-timeout", "soon", "export-timeout"),
             ("export-timeout", "0", "export-timeout"),
-            ("export-timeout", "5d", "export-timeout"),
+            ("export-timeout", "5w", "export-timeout"),
             ("consistency-retries", "11", "consistency-retries"),
             ("consistency-retries", "-1", "consistency-retries"),
             ("no-data", "maybe", "no-data"),

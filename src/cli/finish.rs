@@ -64,7 +64,7 @@ pub fn failed<R: Serialize>(f: Failure<R>) -> u8 {
     if let Err(e) = action::write_summary(&summary) {
         log::warn(format!("{e:#}"));
     }
-    println!("{}", report::json_line(&report));
+    print_report(&report);
     exit_code(&error)
 }
 
@@ -77,9 +77,25 @@ pub fn succeed<R: Serialize>(mut outputs: Outputs, report: &R, summary: &str) ->
     if let Err(e) = action::write_summary(summary) {
         log::warn(format!("{e:#}"));
     }
-    println!("{}", report::json_line(report));
+    print_report(report);
     0
 }
+
+/// The report as the last line on stdout (kept for the heartbeat).
+pub fn print_report<R: Serialize>(report: &R) {
+    let line = report::json_line(report);
+    println!("{line}");
+    if let Ok(mut last) = LAST_REPORT.lock() {
+        *last = Some(line);
+    }
+}
+
+/// The last report printed, if any.
+pub fn last_report() -> Option<String> {
+    LAST_REPORT.lock().ok().and_then(|l| l.clone())
+}
+
+static LAST_REPORT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 /// The exit code for an error of this run (see [`errors::exit_code`]).
 pub fn exit_code(error: &anyhow::Error) -> u8 {

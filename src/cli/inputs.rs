@@ -63,7 +63,7 @@ pub const INPUTS: &[InputSpec] = &[
         "command",
         &[],
         "backup",
-        "What to do: `backup`, `list`, `prune`, `verify` or `restore`.",
+        "What to do: `backup`, `list`, `prune`, `verify`, `restore` or `check`.",
     ),
     secret(
         "api-token",
@@ -93,6 +93,23 @@ pub const INPUTS: &[InputSpec] = &[
         &[],
         "2",
         "With several databases: how many are backed up at once (1–16). All share the API rate budget.",
+    ),
+    input(
+        "max-age",
+        &[],
+        "26h",
+        "For `check`: a database whose newest complete backup is older than this is stale (`26h`, `2d`, `90m`, or seconds).",
+    ),
+    input(
+        "max-shrink",
+        &[],
+        "",
+        "For `check`: a database whose newest backup has this many percent fewer rows than the one before it is stale (0–100). Empty: not checked.",
+    ),
+    secret(
+        "heartbeat-url",
+        &[],
+        "After every command, a POST of the JSON report to this URL on success, or to the URL with `/fail` appended on failure (healthchecks.io and similar dead-man's switches alert when the pings stop). A heartbeat that cannot be delivered is a warning, never a failure.",
     ),
     input(
         "shard",

@@ -17,10 +17,12 @@
 pub(crate) mod action;
 pub(crate) mod args;
 pub(crate) mod backup;
+pub(crate) mod check;
 pub(crate) mod config;
 pub mod contract;
 pub(crate) mod errors;
 pub(crate) mod finish;
+pub(crate) mod heartbeat;
 pub mod inputs;
 pub(crate) mod list;
 pub(crate) mod many;
@@ -72,7 +74,7 @@ pub fn main_entry() -> ExitCode {
             let mut message = first.trim_start_matches("error: ").to_string();
             if e.kind() == clap::error::ErrorKind::InvalidSubcommand {
                 message.push_str(
-                    "; input `command` accepts `backup`, `list`, `prune`, `verify` or `restore`",
+                    "; input `command` accepts `backup`, `list`, `prune`, `verify`, `restore` or `check`",
                 );
             }
             let status = report::Status::failed("Backup failed", &anyhow::anyhow!(message));
@@ -80,6 +82,18 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The release's action.yml, rendered by the code that renders the repository's own.
+    if let Some(("action-yml", sub)) = matches.subcommand() {
+        let image = sub.get_one::<String>("image").cloned().unwrap_or_default();
+        if !(image == "Dockerfile" || valid_release_image(&image)) {
+            eprintln!(
+                "action-yml: --image {image:?} is neither `Dockerfile` nor `docker://<registry>/<name>@sha256:<64 hex>`"
+            );
+            return ExitCode::from(2);
+        }
+        print!("{}", contract::action_yml(&image));
+        return ExitCode::from(0);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,6 +108,24 @@ pub fn main_entry() -> ExitCode {
     // Do not wait for stuck background work (e.g. a blocked upload) at exit.
     runtime.shutdown_timeout(Duration::from_secs(2));
     ExitCode::from(code)
+}
+
+/// `docker://<registry>/<name>@sha256:<64 lower-case hex>`: an image pinned by digest.
+fn valid_release_image(image: &str) -> bool {
+    let Some((name, digest)) = image
+        .strip_prefix("docker://")
+        .and_then(|r| r.split_once("@sha256:"))
+    else {
+        return false;
+    };
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "./-_:".contains(c))
+        && digest.len() == 64
+        && digest
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
 /// Run with parsed arguments and an environment; returns the exit code.
@@ -142,6 +174,10 @@ pub async fn run(matches: ArgMatches, env: Vec<(String, String)>) -> u8 {
     {
         raw.set("backup-key", key);
     }
+    let heartbeat = match heartbeat::Heartbeat::from_inputs(&raw) {
+        Ok(h) => h,
+        Err(e) => return finish::fail("Backup failed", e.into()),
+    };
     let cancel = CancellationToken::new();
     // Only a backup stops gracefully on a signal (it aborts its upload); the other commands
     // remove their scratch files and exit at once.
@@ -159,6 +195,7 @@ pub async fn run(matches: ArgMatches, env: Vec<(String, String)>) -> u8 {
         "verify" => verify::run(&raw).await,
         "restore" => restore::run(&raw).await,
         "list" => list::run(&raw).await,
+        "check" => check::run(&raw).await,
         "prune" => prune::run(
             &raw,
             env.iter()
@@ -170,12 +207,15 @@ pub async fn run(matches: ArgMatches, env: Vec<(String, String)>) -> u8 {
             InputError::new(
                 "command",
                 format!(
-                    "{other:?} is not a command; use `backup`, `list`, `prune`, `verify` or `restore`"
+                    "{other:?} is not a command; use `backup`, `list`, `prune`, `verify`, `restore` or `check`"
                 ),
             )
             .into(),
         ),
     };
     signals.abort();
+    if let Some(h) = heartbeat {
+        h.ping(code == 0, finish::last_report().as_deref()).await;
+    }
     code
 }

@@ -69,6 +69,18 @@ pub const OUTPUTS: &[(&str, &str)] = &[
         "For `restore`: the file or D1 database restored into.",
     ),
     (
+        "newest-key",
+        "For `check`: key of the newest complete backup (with several databases, of the one whose newest backup is oldest).",
+    ),
+    (
+        "age-seconds",
+        "For `check`: age of the newest complete backup, in seconds (with several databases, the largest).",
+    ),
+    (
+        "stale",
+        "For `check`: how many databases are stale (too old, unverified, or shrunk).",
+    ),
+    (
         "succeeded",
         "With several databases: how many were backed up (and verified).",
     ),

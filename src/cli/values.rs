@@ -212,6 +212,7 @@ pub fn duration(raw: &RawInputs, name: &str, default_secs: u64) -> Result<std::t
         "s" => 1,
         "m" => 60,
         "h" => 3600,
+        "d" => 86_400,
         _ => 0,
     };
     match num.parse::<u64>() {
@@ -221,7 +222,7 @@ pub fn duration(raw: &RawInputs, name: &str, default_secs: u64) -> Result<std::t
         _ => Err(InputError::new(
             name,
             format!(
-                "{:?} is not a duration; use seconds (`900`) or a number with s, m or h (`90s`, `30m`, `2h`)",
+                "{:?} is not a duration; use seconds (`900`) or a number with s, m, h or d (`90s`, `30m`, `26h`, `2d`)",
                 truncate(v, 40)
             ),
         )),

@@ -215,6 +215,12 @@ fn the_action_runs_as_the_runner_starts_it() {
             ("json", "true"),
         ],
         vec![
+            ("command", "check"),
+            ("prefix", "nightly/"),
+            ("max-age", "2d"),
+            ("max-shrink", "90"),
+        ],
+        vec![
             ("command", "restore"),
             ("prefix", "nightly/"),
             ("before", "2099-01-01"),

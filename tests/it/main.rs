@@ -4,6 +4,7 @@
 mod support;
 
 mod action_env;
+mod check;
 mod contract;
 mod encrypt;
 mod engine;

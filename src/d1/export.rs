@@ -58,8 +58,11 @@ struct PollResult {
     signed_url: Option<String>,
 }
 
-/// Pause between polls.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Pause before poll `n` (1-based): 100 ms, doubling up to 500 ms — a small export is seen
+/// finished within ~100 ms, a long one costs no more requests than polling every 500 ms.
+pub fn poll_delay(n: u32) -> Duration {
+    Duration::from_millis((100u64 << n.saturating_sub(1).min(3)).min(500))
+}
 
 impl D1Client {
     /// Run an export of `database_id` to completion (or fail within `timeout`).
@@ -81,11 +84,14 @@ impl D1Client {
         let mut poll = self
             .post_export(&path, &first, Idempotency::Unsafe, "export")
             .await?;
+        let mut polls = 0;
         loop {
             if let Some(done) = finished(&poll, started)? {
                 return Ok(done);
             }
-            if started.elapsed() + POLL_INTERVAL > timeout {
+            polls += 1;
+            let pause = poll_delay(polls);
+            if started.elapsed() + pause > timeout {
                 return Err(ApiError::new(
                     EXPORT,
                     ApiErrorKind::Timeout,
@@ -95,7 +101,7 @@ impl D1Client {
                     ),
                 ));
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+            tokio::time::sleep(pause).await;
             let Some(bookmark) = poll.at_bookmark.clone() else {
                 return Err(ApiError::new(
                     EXPORT,
@@ -173,5 +179,18 @@ fn finished(poll: &Poll, started: Instant) -> Result<Option<ExportDone>, ApiErro
         }
         Some("error") => Err(failure("the export ended in an error")),
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_back_off_from_100_ms_to_500_ms() {
+        let got: Vec<u64> = (1..=7).map(|n| poll_delay(n).as_millis() as u64).collect();
+        assert_eq!(got, [100, 200, 400, 500, 500, 500, 500]);
+        assert_eq!(poll_delay(0).as_millis(), 100);
+        assert_eq!(poll_delay(u32::MAX).as_millis(), 500);
     }
 }

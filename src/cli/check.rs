@@ -157,11 +157,11 @@ async fn check(raw: &RawInputs) -> Result<CheckReport> {
     let cfg = CheckConfig::from_inputs(raw)?;
     raw.warn_unread("check");
     let opened = open::store_checked(&cfg.store, cfg.api.as_ref()).await?;
-    let names = database_names(&cfg, &opened).await?;
     let client = match &cfg.api {
         Some(api) => Some(open::d1_client(api, &opened.budget)?),
         None => None,
     };
+    let names = database_names(&cfg, &opened, client.as_deref()).await?;
     let now = Utc::now();
     let mut databases = Vec::with_capacity(names.len());
     for (name, uuid) in names {
@@ -239,11 +239,8 @@ async fn current_bookmark(
 async fn database_names(
     cfg: &CheckConfig,
     opened: &Opened,
+    client: Option<&crate::d1::D1Client>,
 ) -> Result<Vec<(String, Option<String>)>> {
-    let client = match &cfg.api {
-        Some(api) => Some(open::d1_client(api, &opened.budget)?),
-        None => None,
-    };
     let mut names = Vec::new();
     match (&cfg.databases, client) {
         (DatabaseSet::All, Some(client)) => {

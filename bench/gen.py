@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Generate a deterministic ratings-like SQLite database of about a given file size.
+"""Generate a deterministic SQLite database: ratings-like of about a given file size (the
+default shape), or one table of small rows (--shape small) of a given row count.
 
-usage: gen.py OUT.sqlite SIZE [--seed N]
-       gen.py --version
+usage: gen.py OUT.sqlite SIZE [--seed N]                     (shape ratings)
+       gen.py OUT.sqlite --shape small --rows N [--seed N]
+       gen.py --version [--shape ratings|small]
 
 SIZE is a byte count with an optional binary suffix (5M = 5 MiB, 100M, 1G = 1 GiB). The file
 is written to OUT.sqlite.tmp and renamed when complete, so an interrupted run never leaves a
@@ -20,16 +22,28 @@ Shape (what a D1 app that stores ratings looks like):
       words (~65% of rows), tags short JSON text, helpful sometimes a 64-bit integer,
       ~2% of rows carry a 64..4096-byte attachment BLOB
   index ratings_item_score ON ratings(item_id, score), index ratings_user ON ratings(user_id)
+
+Shape small (many short rows, where per-row costs weigh the most):
+  events(id INTEGER PRIMARY KEY, account_id INTEGER, quantity INTEGER, amount REAL,
+         label TEXT, day TEXT)
+      id 1..N in order, account_id uniform in 1..200000, quantity 1..100, amount a
+      full-precision double in [0, 1000), label 1..3 Zipf-distributed words (~10 characters),
+      day an ISO date ('YYYY-MM-DD') in 2015..2024; no other index, no NULLs.
+      About 153 bytes of d1-backup's SQL per row (D1's dump format names the columns in
+      every INSERT; `sqlite3 db .dump` writes about 93): 2,750,000 rows are ~400 MiB of it.
 """
 
+import datetime
 import os
 import random
 import sqlite3
 import sys
 import time
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 1  # of the ratings shape: run.sh names the cached files after it
+SMALL_VERSION = 1  # of the small shape
 BATCH = 5000
+SMALL_BATCH = 50000
 
 
 def parse_size(s: str) -> int:
@@ -62,22 +76,50 @@ def vocabulary(rnd: random.Random, n: int):
     return out, cum
 
 
+def option(argv, name, default=None):
+    """The value after `name` in argv (and both removed from it), or default."""
+    if name in argv:
+        i = argv.index(name)
+        if i + 1 >= len(argv):
+            raise SystemExit(f"gen.py: {name} needs a value")
+        v = argv[i + 1]
+        del argv[i:i + 2]
+        return v
+    return default
+
+
 def main(argv):
+    argv = list(argv)
+    shape = option(argv, "--shape", "ratings")
+    seed = int(option(argv, "--seed", "42"))
+    rows = option(argv, "--rows")
+    if shape not in ("ratings", "small"):
+        print(f"gen.py: unknown shape {shape!r} (ratings, small)", file=sys.stderr)
+        return 2
     if argv[1:] == ["--version"]:  # run.sh names the cached files after it
-        print(GENERATOR_VERSION)
+        print(GENERATOR_VERSION if shape == "ratings" else SMALL_VERSION)
         return 0
-    if len(argv) < 3:
+    if shape == "small":
+        if len(argv) != 2 or rows is None:
+            print(__doc__, file=sys.stderr)
+            return 2
+        return gen_small(argv[1], int(rows), seed)
+    if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
-    out = argv[1]
-    target = parse_size(argv[2])
-    seed = 42
-    if "--seed" in argv:
-        seed = int(argv[argv.index("--seed") + 1])
+    return gen_ratings(argv[1], parse_size(argv[2]), seed)
+
+
+def fresh_tmp(out):
     tmp = out + ".tmp"
     for p in (tmp, tmp + "-journal"):
         if os.path.exists(p):
             os.remove(p)
+    return tmp
+
+
+def gen_ratings(out, target, seed):
+    tmp = fresh_tmp(out)
     rnd = random.Random(seed)
     words, cum = vocabulary(rnd, 4000)
     tags_pool = ["drama", "comedy", "sci-fi", "horror", "indie", "classic", "family",
@@ -179,6 +221,60 @@ def main(argv):
     print(f"  gen {os.path.basename(out)}: {os.path.getsize(out)} bytes, {rid} ratings, "
           f"{uid} users, {time.time() - t0:.0f}s (seed {seed}, generator v{GENERATOR_VERSION})",
           file=sys.stderr)
+    return 0
+
+
+def gen_small(out, n_rows, seed):
+    """One table of n_rows short rows (see the module doc); ~153 bytes of D1-format SQL a row."""
+    tmp = fresh_tmp(out)
+    rnd = random.Random(seed)
+    words, cum = vocabulary(rnd, 2000)
+    t0 = time.time()
+    first = datetime.date(2015, 1, 1)
+    days = [(first + datetime.timedelta(days=d)).isoformat() for d in range(3652)]
+    n_days = len(days)
+    c = sqlite3.connect(tmp, isolation_level=None)
+    c.executescript(
+        """
+        PRAGMA page_size=4096;
+        PRAGMA journal_mode=OFF;
+        PRAGMA synchronous=OFF;
+        PRAGMA cache_size=-262144;
+        CREATE TABLE events(
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL,
+            quantity INTEGER NOT NULL,
+            amount REAL NOT NULL,
+            label TEXT NOT NULL,
+            day TEXT NOT NULL
+        );
+        """
+    )
+    r = rnd.random
+    choices = rnd.choices
+    last_report = t0
+    rid = 0
+    while rid < n_rows:
+        batch = []
+        for _ in range(min(SMALL_BATCH, n_rows - rid)):
+            rid += 1
+            k = 1 if r() < 0.4 else (2 if r() < 0.75 else 3)
+            batch.append((rid, 1 + int(r() * 200000), 1 + int(r() * 100), r() * 1000,
+                          " ".join(choices(words, cum_weights=cum, k=k)),
+                          days[int(r() * n_days)]))
+        c.execute("BEGIN")
+        c.executemany("INSERT INTO events VALUES(?,?,?,?,?,?)", batch)
+        c.execute("COMMIT")
+        now = time.time()
+        if now - last_report > 15:
+            last_report = now
+            print(f"  gen {os.path.basename(out)}: {rid} / {n_rows} rows, {now - t0:.0f}s",
+                  file=sys.stderr)
+    c.execute("ANALYZE")
+    c.close()
+    os.rename(tmp, out)
+    print(f"  gen {os.path.basename(out)}: {os.path.getsize(out)} bytes, {rid} rows, "
+          f"{time.time() - t0:.0f}s (seed {seed}, shape small v{SMALL_VERSION})", file=sys.stderr)
     return 0
 
 

@@ -79,7 +79,7 @@ const FAKE_D1: Rules = Rules {
     layers: &[
         &["values", "split", "util", "conn", "options", "log"],
         &["dump", "sql", "reply", "routes"],
-        &["faults", "jobs", "links", "budget"],
+        &["faults", "jobs", "links", "budget", "replay"],
         &["state"],
         &["export", "import", "signed"],
         &["api"],

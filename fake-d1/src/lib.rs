@@ -6,11 +6,14 @@
 //! [`FakeD1::start`] runs the server on its own thread and tokio runtime, so it works from
 //! synchronous and asynchronous tests alike; dropping the handle stops it.
 //!
+//! With [`Options::record`] it also writes every answer to a directory; with
+//! [`Options::replay`] it answers from such a directory and runs no SQL (see `replay`).
+//!
 //! The modules form layers; each imports only from layers below it, never upwards: the leaves
 //! (`values`, `split`, `util`, `conn`, `options`, `log`, `budget`), then the building blocks
-//! (`dump`, `sql`, `reply`, `routes`, `faults`, `jobs`, `links`), then `state` (the shared `App`
-//! and its databases), then the request handlers (`export`, `import`, `signed`, then `api`),
-//! then `server`, and this file on top.
+//! (`dump`, `sql`, `reply`, `routes`, `faults`, `jobs`, `links`, `replay`), then `state` (the
+//! shared `App` and its databases), then the request handlers (`export`, `import`, `signed`,
+//! then `api`), then `server`, and this file on top.
 
 mod api;
 mod budget;
@@ -23,6 +26,7 @@ mod jobs;
 mod links;
 mod log;
 mod options;
+mod replay;
 mod reply;
 mod routes;
 mod server;
@@ -88,38 +92,51 @@ fn serve(app: Arc<App>, listener: std::net::TcpListener, stop: tokio::sync::ones
 }
 
 impl FakeD1 {
-    /// Starts the server on its own thread. Panics if it cannot listen.
+    /// Starts the server on its own thread. Panics if it cannot start (see
+    /// [`FakeD1::try_start`]).
     pub fn start(options: Options) -> FakeD1 {
+        FakeD1::try_start(options).unwrap_or_else(|e| panic!("fake-d1: {e}"))
+    }
+
+    /// Starts the server on its own thread, or says why it cannot: it cannot listen, or the
+    /// record or replay directory is unusable.
+    pub fn try_start(options: Options) -> Result<FakeD1, String> {
+        let mode = replay::Mode::open(options.record.as_deref(), options.replay.as_deref())?;
         let listen = options
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let listener = std::net::TcpListener::bind(listen)
-            .unwrap_or_else(|e| panic!("fake-d1: cannot listen on {listen}: {e}"));
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         listener
             .set_nonblocking(true)
-            .unwrap_or_else(|e| panic!("fake-d1: cannot configure listener: {e}"));
+            .map_err(|e| format!("cannot configure listener: {e}"))?;
         let addr = listener
             .local_addr()
-            .unwrap_or_else(|e| panic!("fake-d1: no local address: {e}"));
+            .map_err(|e| format!("no local address: {e}"))?;
         let origin = format!("http://{addr}");
         let dir = tempfile::Builder::new()
             .prefix("fake-d1-")
             .tempdir()
-            .unwrap_or_else(|e| panic!("fake-d1: cannot create temp dir: {e}"));
-        let app = Arc::new(App::new(options, origin.clone(), dir.path().to_path_buf()));
+            .map_err(|e| format!("cannot create temp dir: {e}"))?;
+        let app = Arc::new(App::new(
+            options,
+            origin.clone(),
+            dir.path().to_path_buf(),
+            mode,
+        ));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let server_app = Arc::clone(&app);
         let thread = std::thread::Builder::new()
             .name("fake-d1".to_string())
             .spawn(move || serve(server_app, listener, rx))
-            .unwrap_or_else(|e| panic!("fake-d1: cannot spawn server thread: {e}"));
-        FakeD1 {
+            .map_err(|e| format!("cannot spawn server thread: {e}"))?;
+        Ok(FakeD1 {
             app,
             origin,
             shutdown: Some(tx),
             thread: Some(thread),
             _dir: dir,
-        }
+        })
     }
 
     /// `http://127.0.0.1:PORT/client/v4`.
@@ -143,8 +160,12 @@ impl FakeD1 {
             .unwrap_or_else(|e| panic!("fake-d1: {e}"))
     }
 
-    /// Like [`FakeD1::add_database`], returning the error instead of panicking.
+    /// Like [`FakeD1::add_database`], returning the error instead of panicking. A replaying
+    /// fake does not open the file (it need not exist) and only returns the uuid.
     pub fn try_add_database(&self, name: &str, path: &Path) -> Result<String, String> {
+        if let replay::Mode::Replay(_) = self.app.mode {
+            return Ok(util::uuid_for(name));
+        }
         self.app.add(name, path, false).map(|db| db.uuid.clone())
     }
 

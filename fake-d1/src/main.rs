@@ -1,10 +1,21 @@
 //! The `fake-d1` binary: serves the fake D1 REST API for a benchmark or a manual run.
 //!
 //! `fake-d1 [--listen 127.0.0.1:8787] [--account ID] [--token VALUE[:ID]]... [--db NAME=PATH]...
-//! [--latency-ms N] [--max-response-bytes N] [--rate-limit N/SECONDS]`
+//! [--latency-ms N] [--max-response-bytes N] [--rate-limit N/SECONDS]
+//! [--record DIR | --replay DIR]`
 //!
 //! `--rate-limit 1200/300` allows each token 1200 API requests in any 300 seconds (Cloudflare's
 //! limit); requests over it get HTTP 429 with `retry-after`.
+//!
+//! `--record DIR` serves as usual and also writes every answer under `/client/v4` and every
+//! signed-URL export download to DIR (created if missing), one file per distinct answer, keyed
+//! by method, path, query (without `timestamp`) and the SHA-256 of the request body.
+//! `--replay DIR` answers those requests from DIR after `--latency-ms`, running no SQL:
+//! `--db` files are not opened (the uuids are derived from the names, as always), faults and
+//! `--rate-limit` do not apply, and a request with no recording gets HTTP 500 with a D1 error
+//! (code 7500, `replay: no recording for …`) and a line on stderr. `/__fake/stats` counts
+//! replayed requests like live ones. The file format and the replay order are described in
+//! the library's `replay` module.
 //!
 //! Prints `listening <base_url>` and `database <name> <uuid>` lines, then serves until SIGTERM
 //! or SIGINT.
@@ -18,7 +29,8 @@ use std::time::Duration;
 use fake_d1::{FakeD1, Options, RateLimit, Token};
 
 const USAGE: &str = "usage: fake-d1 [--listen ADDR] [--account ID] [--token VALUE[:ID]]... \
-[--db NAME=PATH]... [--latency-ms N] [--max-response-bytes N] [--rate-limit N/SECONDS]";
+[--db NAME=PATH]... [--latency-ms N] [--max-response-bytes N] [--rate-limit N/SECONDS] \
+[--record DIR | --replay DIR]";
 
 struct Args {
     options: Options,
@@ -92,11 +104,16 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
                 options.max_response_bytes = if n == 0 { None } else { Some(n) };
             }
             "--rate-limit" => options.rate_limit = Some(rate_limit(&value)?),
+            "--record" => options.record = Some(PathBuf::from(value)),
+            "--replay" => options.replay = Some(PathBuf::from(value)),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
     if !tokens.is_empty() {
         options.tokens = tokens;
+    }
+    if options.record.is_some() && options.replay.is_some() {
+        return Err(format!("--record and --replay exclude each other\n{USAGE}"));
     }
     Ok(Args { options, databases })
 }
@@ -130,7 +147,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let fake = FakeD1::start(args.options);
+    let fake = match FakeD1::try_start(args.options) {
+        Ok(fake) => fake,
+        Err(e) => {
+            eprintln!("fake-d1: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut lines = vec![format!("listening {}", fake.base_url())];
     for (name, path) in &args.databases {
         match fake.try_add_database(name, path) {
@@ -184,5 +207,15 @@ mod tests {
         for bad in ["1200", "x/300", "1200/x", "1200/0", "-1/5"] {
             assert!(args(&["--rate-limit", bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn record_and_replay_flags() {
+        let a = args(&["--record", "/tmp/r"]).expect("parse");
+        assert_eq!(a.options.record, Some(PathBuf::from("/tmp/r")));
+        assert_eq!(a.options.replay, None);
+        let a = args(&["--replay", "/tmp/r"]).expect("parse");
+        assert_eq!(a.options.replay, Some(PathBuf::from("/tmp/r")));
+        assert!(args(&["--record", "/a", "--replay", "/b"]).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! A leaf: plain configuration records that the rest of the fake reads.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// An API token the fake accepts: its secret value and its 32-hex id (what verify returns).
@@ -41,6 +42,12 @@ pub struct Options {
     /// When set, API requests (not signed-URL transfers) over this limit for their token get
     /// HTTP 429 with `retry-after` and D1's 429 body, and run nothing.
     pub rate_limit: Option<RateLimit>,
+    /// Also write every answer under `/client/v4` and every signed-URL export download to
+    /// this directory (see `replay`).
+    pub record: Option<PathBuf>,
+    /// Answer `/client/v4` and signed-URL requests from this recording directory, running no
+    /// SQL; databases are not opened (see `replay`). Excludes `record`.
+    pub replay: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -58,6 +65,8 @@ impl Default for Options {
             export_poll_timeout: Duration::from_secs(10),
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             rate_limit: None,
+            record: None,
+            replay: None,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The HTTP server: one axum fallback handler that routes by path (the API under `/client/v4`,
 //! the signed URLs, `/__fake/stats`), and the plumbing every API request goes through: request
 //! log and in-flight tracking, the per-token rate limit, added latency, injected faults, then the
-//! endpoint itself.
+//! endpoint itself. When recording, each API answer is also written to the recording; when
+//! replaying, API and signed-URL requests are answered from it after the log, in-flight
+//! tracking and latency, and nothing else runs (see `replay`).
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use axum::response::Response;
 
 use crate::log::RequestRecord;
 use crate::options::Token;
+use crate::replay::{self, Key, Mode};
 use crate::reply::Reply;
 use crate::state::App;
 use crate::values::Json;
@@ -32,6 +35,11 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     if path == "/__fake/stats" {
         return stats(&app, &method, &path, query.as_deref());
     }
+    if let Mode::Replay(_) = app.mode
+        && (path.starts_with("/signed/") || api_rest(&path).is_some())
+    {
+        return replayed(app, req, method, path, query).await;
+    }
     if let Some(rest) = path.strip_prefix("/signed/export/") {
         return signed::download(Arc::clone(&app), &method, &path, rest, query.as_deref()).await;
     }
@@ -39,13 +47,19 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         let body = req.into_body();
         return signed::upload(Arc::clone(&app), &method, &path, id, query.as_deref(), body).await;
     }
-    match path.strip_prefix("/client/v4") {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+    match api_rest(&path) {
+        Some(rest) => {
             let rest = rest.to_string();
             api_request(app, req, method, path, rest, query).await
         }
-        _ => not_found(&app, &method, &path, query.as_deref()),
+        None => not_found(&app, &method, &path, query.as_deref()),
     }
+}
+
+/// The path after `/client/v4`, if it is an API path.
+fn api_rest(path: &str) -> Option<&str> {
+    path.strip_prefix("/client/v4")
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The bearer token of a request, if it has one.
@@ -133,6 +147,10 @@ async fn api_request(
             api::handle(&app, call, &mut fault).await
         }
     };
+    let key = match app.mode {
+        Mode::Record(_) => Some(Key::new(&method, &path, query.as_deref(), &body)),
+        _ => None,
+    };
     app.log().push(RequestRecord {
         seq: ticket.seq,
         method,
@@ -153,7 +171,84 @@ async fn api_request(
         rows_read: reply.rows_read,
     });
     drop(guard);
-    reply.into_response()
+    match (&app.mode, key) {
+        (Mode::Record(rec), Some(key)) => {
+            replay::record_reply(Arc::clone(rec), key, reply, app.origin.clone())
+                .await
+                .into_response()
+        }
+        _ => reply.into_response(),
+    }
+}
+
+/// A request answered from the recording: an API request is counted, tracked in flight and
+/// delayed like a live one (but not rate-limited and not faulted); a signed-URL transfer is
+/// logged like a live one.
+async fn replayed(
+    app: Arc<App>,
+    req: Request,
+    method: String,
+    path: String,
+    query: Option<String>,
+) -> Response {
+    let Mode::Replay(player) = &app.mode else {
+        return not_found(&app, &method, &path, query.as_deref());
+    };
+    let route = api_rest(&path).map(|rest| routes::parse(&method, rest));
+    let (kind, database, ticket, guard) = match &route {
+        Some(route) => {
+            let database = route.database.as_deref().map(replay::database_uuid);
+            let ticket = app.log().begin_api(route.kind, database.as_deref());
+            let guard = InFlight {
+                app: Arc::clone(&app),
+                database: database.clone(),
+            };
+            (route.kind, database, ticket, Some(guard))
+        }
+        None => {
+            let kind = if path.starts_with("/signed/export/") {
+                "signed-export"
+            } else {
+                "signed-import"
+            };
+            (kind, None, app.log().begin_other(None), None)
+        }
+    };
+    let token_id = bearer(req.headers())
+        .and_then(|v| app.options.tokens.iter().find(|t| t.value == v))
+        .map(|t| t.id.clone());
+    let (key, body_head) = Key::read(&method, &path, query.as_deref(), req.into_body()).await;
+    if route.is_some() && !app.options.latency.is_zero() {
+        tokio::time::sleep(app.options.latency).await;
+    }
+    let answer = player.answer(&key, method == "HEAD", &app.origin).await;
+    let retry_after = answer
+        .response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    app.log().push(RequestRecord {
+        seq: ticket.seq,
+        method,
+        path,
+        query,
+        kind,
+        database,
+        token_id: route.is_some().then_some(token_id).flatten(),
+        status: answer.status,
+        retry_after,
+        fault: None,
+        started: ticket.started,
+        finished: std::time::Instant::now(),
+        in_flight: ticket.in_flight,
+        in_flight_databases: ticket.in_flight_databases,
+        body_head,
+        response_bytes: usize::try_from(answer.bytes).unwrap_or(usize::MAX),
+        rows_read: answer.rows_read,
+    });
+    drop(guard);
+    answer.response
 }
 
 /// A record for a request that is not an API request.

@@ -1,6 +1,8 @@
 //! The presigned R2 URLs: export downloads (`GET /signed/export/<id>/<filename>`, streamed from
 //! the dump file) and import uploads (`PUT /signed/import/<id>`, streamed to disk and answered
-//! with the body's MD5 as `ETag`). Both are valid for one hour and need no API token.
+//! with the body's MD5 as `ETag`). Both are valid for one hour and need no API token. When
+//! recording, each download's answer is also recorded (the dump file copied whole); uploads
+//! are not recorded.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +20,7 @@ const DOWNLOAD_CHUNK: usize = 256 << 10;
 use crate::jobs::Upload;
 use crate::links::ImportLink;
 use crate::log::{RequestRecord, Ticket};
+use crate::replay::{self, Download, Key, Mode};
 use crate::reply::{ACCESS_DENIED_XML, Reply, response};
 use crate::state::App;
 use crate::util::query_param;
@@ -89,6 +92,8 @@ pub async fn download(
             && signature.as_deref() == Some(l.signature.as_str())
             && Instant::now() < l.expires
     });
+    // The dump file served and its length, for a recording.
+    let mut served = None;
     let res = if app.faults().signed_url_forbidden {
         outcome.fault = Some("signed_url_forbidden");
         denied()
@@ -96,6 +101,7 @@ pub async fn download(
         match tokio::fs::File::open(&l.path).await {
             Ok(file) => {
                 let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+                served = Some((l.path.clone(), len));
                 outcome.status = 200;
                 outcome.response_bytes = usize::try_from(len).unwrap_or(usize::MAX);
                 let headers = [("content-length", len.to_string())];
@@ -111,6 +117,21 @@ pub async fn download(
     } else {
         denied()
     };
+    if let Mode::Record(rec) = &app.mode {
+        let answer = match served {
+            Some((path, len)) => Download::File(path, len),
+            None => Download::Reply(Reply::access_denied()),
+        };
+        let key = Key::new(method, path, query, b"");
+        replay::record_download(
+            Arc::clone(rec),
+            key,
+            method == "HEAD",
+            answer,
+            app.origin.clone(),
+        )
+        .await;
+    }
     record(&app, ticket, method, path, query, "signed-export", outcome);
     res
 }

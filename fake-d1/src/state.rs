@@ -1,7 +1,7 @@
 //! The fake's shared state: the options, the databases (each with its connection, write
 //! counter, bookmark and long-running [`Jobs`]), the current faults, the request log, the
-//! per-token rate-limit budget and the signed URLs. It holds the records of `budget`, `jobs`,
-//! `links` and `log`; the request handlers above
+//! per-token rate-limit budget, the signed URLs and the record/replay [`Mode`]. It holds the
+//! records of `budget`, `jobs`, `links`, `log` and `replay`; the request handlers above
 //! it (`api`, `export`, `import`, `signed`, `server`) act on it.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use crate::jobs::Jobs;
 use crate::links::Signed;
 use crate::log::Log;
 use crate::options::Options;
+use crate::replay::Mode;
 use crate::util::{iso_now, md5_hex, uuid_for};
 
 /// One served database.
@@ -79,6 +80,8 @@ pub struct App {
     pub options: Options,
     pub origin: String,
     pub dir: PathBuf,
+    /// Live, recording or replaying.
+    pub mode: Mode,
     dbs: Mutex<Vec<Arc<Db>>>,
     faults: Mutex<Faults>,
     log: Mutex<Log>,
@@ -88,11 +91,12 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(options: Options, origin: String, dir: PathBuf) -> App {
+    pub fn new(options: Options, origin: String, dir: PathBuf, mode: Mode) -> App {
         App {
             options,
             origin,
             dir,
+            mode,
             dbs: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
             log: Mutex::new(Log::default()),

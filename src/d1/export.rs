@@ -81,6 +81,7 @@ impl D1Client {
         });
         // Starting is not idempotent (a second start is refused while one runs).
         let first = json!({ "output_format": "polling", "dump_options": dump_options });
+        let mut sent = Instant::now();
         let mut poll = self
             .post_export(&path, &first, Idempotency::Unsafe, "export")
             .await?;
@@ -101,7 +102,8 @@ impl D1Client {
                     ),
                 ));
             }
-            tokio::time::sleep(pause).await;
+            // The pause runs from when the last poll was sent: its round trip is part of it.
+            tokio::time::sleep(pause.saturating_sub(sent.elapsed())).await;
             let Some(bookmark) = poll.at_bookmark.clone() else {
                 return Err(ApiError::new(
                     EXPORT,
@@ -114,6 +116,7 @@ impl D1Client {
                 "current_bookmark": bookmark,
                 "dump_options": dump_options,
             });
+            sent = Instant::now();
             poll = self
                 .post_export(&path, &body, Idempotency::Safe, "export poll")
                 .await?;

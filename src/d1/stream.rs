@@ -48,6 +48,19 @@ struct Frame {
     /// The segment of the value being parsed in this container.
     seg: Option<Seg>,
     count: usize,
+    /// What this container is, decided once when it opens, so the hot checks (is this
+    /// value a cell? a row?) compare one tag instead of walking the path.
+    role: Role,
+}
+
+/// The containers the hot path cares about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// `result[s].results.rows`: its elements are rows.
+    RowList,
+    /// `result[s].results.rows[r]`: its elements are cells.
+    Row,
+    Other,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,14 +216,23 @@ impl PageDecoder {
                     }
                 }
                 Lex::Scalar => {
-                    let c = data[i];
-                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
-                        self.lex = Lex::Between;
-                        self.end_scalar()?;
-                        // The delimiter is handled in the Between state.
-                    } else {
-                        self.scratch.push(c);
-                        i += 1;
+                    // Copy up to the delimiter in one go; the delimiter is handled in the
+                    // Between state.
+                    let rest = &data[i..];
+                    let end = rest.iter().position(|&c| {
+                        matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+                    });
+                    match end {
+                        None => {
+                            self.scratch.extend_from_slice(rest);
+                            i = data.len();
+                        }
+                        Some(p) => {
+                            self.scratch.extend_from_slice(&rest[..p]);
+                            i += p;
+                            self.lex = Lex::Between;
+                            self.end_scalar()?;
+                        }
                     }
                 }
                 Lex::Between => {
@@ -325,11 +347,19 @@ impl PageDecoder {
                 {
                     return Err("`rows` must be an array of arrays of strings".into());
                 }
-                if kind == Kind::Array && self.path_is(&[P::Rows]) {
+                let role = if kind != Kind::Array {
+                    Role::Other
+                } else if self.path_is(&[P::Rows]) {
                     self.row_cells = 0;
                     self.page_mut();
-                }
+                    Role::Row
+                } else if self.path_is(&[P::RowsArray]) {
+                    Role::RowList
+                } else {
+                    Role::Other
+                };
                 self.stack.push(Frame {
+                    role,
                     kind,
                     expect: if kind == Kind::Object {
                         Expect::KeyOrEnd
@@ -407,13 +437,12 @@ impl PageDecoder {
             frame.expect = Expect::Colon;
             return Ok(());
         }
-        if self.path_is(&[P::Cell]) {
-            let s = self.statement();
-            if self.out.pages.len() <= s {
-                self.page_mut();
+        if self.at(P::Cell) {
+            // The page exists: it was made when the row opened.
+            let st = self.statement();
+            if let Some(page) = self.out.pages.get_mut(st) {
+                page.push(s);
             }
-            let text = std::str::from_utf8(&self.scratch).map_err(|e| e.to_string())?;
-            self.out.pages[s].push(text);
             self.row_cells += 1;
         } else if self.path_is(&[P::Column]) {
             let s = self.statement();
@@ -434,31 +463,32 @@ impl PageDecoder {
 
     fn end_scalar(&mut self) -> Result<(), String> {
         let text = std::str::from_utf8(&self.scratch).map_err(|e| e.to_string())?;
-        let valid = matches!(text, "true" | "false" | "null") || text.parse::<f64>().is_ok();
-        if !valid {
-            return Err(format!("invalid literal {text:?}"));
-        }
-        if self.path_is(&[P::Success]) {
-            self.out.success = Some(text == "true");
-        } else if self.path_is(&[P::ErrorCode]) {
-            self.error.0 = text.parse::<f64>().ok().map(|f| f as i64);
-        } else if self.path_is(&[P::RowsRead]) {
-            let n = text
-                .parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite() && *f >= 0.0);
-            self.out.rows_read = self.out.rows_read.saturating_add(n.map_or(0, |f| f as u64));
-        } else if self.path_is(&[P::Cell]) {
+        let keyword = matches!(text, "true" | "false" | "null");
+        // Parsed once: validity, and the value where it is used.
+        let number = if keyword {
+            None
+        } else {
+            Some(
+                text.parse::<f64>()
+                    .map_err(|_| format!("invalid literal {text:?}"))?,
+            )
+        };
+        if self.at(P::Cell) {
             // A REAL, selected as a value: JavaScript's shortest round-trip text of the
             // double, which parses back to exactly that double.
-            let real = match text {
-                "true" | "false" | "null" => None,
-                _ => text.parse::<f64>().ok().filter(|f| f.is_finite()),
-            }
-            .ok_or_else(|| format!("expected an SQL literal string or a REAL, got {text}"))?;
+            let real = number
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| format!("expected an SQL literal string or a REAL, got {text}"))?;
             let literal = crate::sqltext::literal::real_literal(real);
             self.page_mut().push(&literal);
             self.row_cells += 1;
+        } else if self.path_is(&[P::Success]) {
+            self.out.success = Some(text == "true");
+        } else if self.path_is(&[P::ErrorCode]) {
+            self.error.0 = number.map(|f| f as i64);
+        } else if self.path_is(&[P::RowsRead]) {
+            let n = number.filter(|f| f.is_finite() && *f >= 0.0);
+            self.out.rows_read = self.out.rows_read.saturating_add(n.map_or(0, |f| f as u64));
         } else if self.path_is(&[P::Rows, P::RowsArray]) {
             return Err(format!("a row is not an array of strings: {text}"));
         }
@@ -502,7 +532,16 @@ impl PageDecoder {
 
     /// Does the current value sit at one of the interesting places?
     fn path_is(&self, places: &[P]) -> bool {
-        places.iter().any(|p| p.matches(&self.stack))
+        places.iter().any(|&p| self.at(p))
+    }
+
+    fn at(&self, p: P) -> bool {
+        let top = self.stack.last().map(|f| f.role);
+        match p {
+            P::Cell => top == Some(Role::Row),
+            P::Rows => top == Some(Role::RowList),
+            _ => p.matches(&self.stack),
+        }
     }
 }
 

@@ -13,9 +13,10 @@
 //! 5. indexes, views, triggers (an INSTEAD OF trigger therefore after its view).
 //!
 //! The first page of every table is read in batches ([`batch`]): a small database is read
-//! in one request. Further pages are fetched one ahead: while a page is turned into SQL, the
-//! next is on the wire.
+//! in one request. Further pages are read ahead ([`ahead`]): while a page is turned into
+//! SQL, the next ones are on the wire.
 
+pub mod ahead;
 pub mod batch;
 pub(crate) mod export;
 pub mod paging;
@@ -36,7 +37,7 @@ use crate::rows::{Page, Value};
 use crate::source::{Source, is_memory_limit};
 use crate::sqltext::{MAX_STATEMENT_BYTES, quote_ident, quote_str};
 use crate::util::progress::Progress;
-use paging::{LongValue, PagePolicy, long_pieces_query, page_read, parse_long_marker};
+use paging::{LongValue, PagePolicy, long_pieces_query, page_read_within, parse_long_marker};
 use schema::{RowKey, Schema, Table, TableKind, VirtualContent};
 use sql::{Cell, RowWriter};
 
@@ -66,12 +67,18 @@ impl Method {
     }
 }
 
+/// Room beyond `chunk_bytes` for the statement that fills a chunk.
+const CHUNK_SLACK: usize = 32 << 10;
+
 /// Dump settings.
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
     pub page: PagePolicy,
     pub max_statement_bytes: usize,
-    /// Hand SQL to the compressor in chunks of about this size.
+    /// Hand SQL to the compressor in chunks of about this size. With the slack for the
+    /// row that crosses it ([`CHUNK_SLACK`]), a chunk stays under the allocator's mmap
+    /// threshold, so chunk buffers are recycled by the heap instead of being mapped and
+    /// faulted in afresh.
     pub chunk_bytes: usize,
     /// Which tables, and whether rows or schema are left out.
     pub selection: Selection,
@@ -82,7 +89,7 @@ impl Default for DumpOptions {
         DumpOptions {
             page: PagePolicy::default(),
             max_statement_bytes: MAX_STATEMENT_BYTES,
-            chunk_bytes: 256 << 10,
+            chunk_bytes: 192 << 10,
             selection: Selection::default(),
         }
     }
@@ -138,7 +145,7 @@ impl Out<'_> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let next = String::with_capacity(self.chunk + (1 << 16));
+        let next = String::with_capacity(self.chunk + CHUNK_SLACK);
         let data = Bytes::from(std::mem::replace(&mut self.buf, next).into_bytes());
         tokio::select! {
             r = self.tx.send(Piece::Data(data)) => r.map_err(|_| anyhow!(crate::util::PipelineClosed)),
@@ -202,7 +209,7 @@ pub async fn dump(
     progress: &Progress,
 ) -> Result<DumpStats> {
     let mut out = Out {
-        buf: String::with_capacity(opts.chunk_bytes + (1 << 16)),
+        buf: String::with_capacity(opts.chunk_bytes + CHUNK_SLACK),
         tx,
         chunk: opts.chunk_bytes,
         cancel,
@@ -337,15 +344,15 @@ fn write_header(out: &mut Out<'_>, h: &DumpHeader, opts: &DumpOptions) {
 async fn fetch_page(
     source: Arc<dyn Source>,
     table: Arc<Table>,
-    after: Option<Vec<String>>,
-    mut limit: usize,
+    seg: ahead::Segment,
     policy: PagePolicy,
     negative_zero: bool,
 ) -> Result<(Page, usize, u64)> {
     let mut requests = 0;
     let mut disagreements = 0;
+    let mut limit = seg.limit;
     loop {
-        let read = page_read(&table, after.as_deref(), limit, negative_zero)?;
+        let read = page_read_within(&table, seg.after.as_deref(), seg.upto, limit, negative_zero)?;
         requests += 1;
         let cells = limit * (table.insert_columns().count() + 1);
         match source
@@ -407,51 +414,53 @@ async fn dump_rows(
     let rowid_key = matches!(table.key, RowKey::Rowid { .. });
     let explicit = matches!(table.key, RowKey::Rowid { explicit: true, .. });
     let policy = opts.page;
-    let mut limit = policy.initial_rows;
-    let mut pending = Some(match first {
-        Some((page, used)) => tokio::spawn(async move { Ok((page, used, 0)) }),
-        None => tokio::spawn(fetch_page(
-            Arc::clone(source),
-            Arc::clone(&table),
-            None,
-            limit,
-            policy,
-            negative_zero,
-        )),
-    });
+    let read: ahead::Reader = {
+        let (source, table) = (Arc::clone(source), Arc::clone(&table));
+        Arc::new(move |seg: ahead::Segment| {
+            Box::pin(fetch_page(
+                Arc::clone(&source),
+                Arc::clone(&table),
+                seg,
+                policy,
+                negative_zero,
+            ))
+        })
+    };
+    let key_of = {
+        let table = Arc::clone(&table);
+        Box::new(move |page: &Page, r: usize| next_key(&table, &page.row(r)))
+    };
+    // Key ranges read in parallel only where a page is one statement: the column groups of
+    // a wide table are joined into a second copy of the page, and two of those at once
+    // would cost more memory than the overlap is worth.
+    let ranges = rowid_key
+        && page_read_within(&table, None, None, policy.initial_rows, negative_zero)
+            .is_ok_and(|r| r.statements.len() == 1);
+    let mut pages = ahead::Ahead::new(read, policy, ranges, key_of, first);
     let mut count = 0u64;
-    while let Some(handle) = pending.take() {
+    loop {
         if out.cancel.is_cancelled() {
-            handle.abort();
             bail!(crate::util::Cancelled);
         }
-        let (page, used_limit, requests) = handle.await.context("page fetch task failed")??;
+        let Some((page, used_limit, requests)) = pages.next().await? else {
+            break;
+        };
         stats.requests += requests;
         let width = writer.width() + usize::from(rowid_key && !explicit);
         page.check(width)
             .map_err(|e| anyhow!("table {:?}: {e}", table.name))?;
         check_literals(&table, &page, rowid_key && !explicit)?;
-        // Ask for the next page before turning this one into SQL.
-        if page.len() >= used_limit {
-            let last = next_key(&table, &page.row(page.len() - 1))?;
-            limit = policy.next_limit(used_limit, page.len(), page.bytes());
-            crate::util::log::debug(format!(
-                "table {:?}: page of {} rows ({} bytes); next page {limit} rows",
-                table.name,
-                page.len(),
-                page.bytes()
-            ));
-            pending = Some(tokio::spawn(fetch_page(
-                Arc::clone(source),
-                Arc::clone(&table),
-                Some(last),
-                limit,
-                policy,
-                negative_zero,
-            )));
-        }
+        crate::util::log::debug(format!(
+            "table {:?}: page of {} rows ({} bytes) at limit {used_limit}",
+            table.name,
+            page.len(),
+            page.bytes()
+        ));
+        let mut texts: Vec<&str> = Vec::with_capacity(width);
+        let mut cells: Vec<Cell> = Vec::with_capacity(width);
         for r in 0..page.len() {
-            let texts = page.row(r);
+            texts.clear();
+            texts.extend(page.cells(r));
             let (key, values) = if rowid_key {
                 (
                     Some(texts[0]),
@@ -460,7 +469,8 @@ async fn dump_rows(
             } else {
                 (None, &texts[..])
             };
-            let mut cells: Vec<Cell> = values.iter().map(|v| Cell::Lit(v)).collect();
+            cells.clear();
+            cells.extend(values.iter().map(|v| Cell::Lit(v)));
             let long: Vec<(usize, LongValue)> = values
                 .iter()
                 .enumerate()
@@ -595,7 +605,7 @@ async fn count_rows(source: &dyn Source, table: &str) -> Result<u64> {
 fn check_literals(table: &Table, page: &Page, leading_rowid: bool) -> Result<()> {
     let names: Vec<&str> = table.insert_columns().map(|c| c.name.as_str()).collect();
     for r in 0..page.len() {
-        for (i, cell) in page.row(r).into_iter().enumerate() {
+        for (i, cell) in page.cells(r).enumerate() {
             if parse_long_marker(cell).is_some() {
                 continue;
             }

@@ -199,6 +199,7 @@ impl Parts {
         &self,
         table: &Table,
         after: Option<&[String]>,
+        upto: Option<i64>,
         limit: usize,
         cols: &[usize],
         lead_key: bool,
@@ -206,10 +207,13 @@ impl Parts {
         let t = &self.table;
         match &table.key {
             RowKey::Rowid { name, .. } => {
-                let filter = after
-                    .and_then(|a| a.first())
-                    .map(|k| format!(" WHERE {name}>{k}"))
-                    .unwrap_or_default();
+                let lower = after.and_then(|a| a.first()).map(|k| format!("{name}>{k}"));
+                let upper = upto.map(|u| format!("{name}<={u}"));
+                let filter = match (lower, upper) {
+                    (Some(l), Some(u)) => format!(" WHERE {l} AND {u}"),
+                    (Some(c), None) | (None, Some(c)) => format!(" WHERE {c}"),
+                    (None, None) => String::new(),
+                };
                 let mut inner = vec![format!("{name} AS k")];
                 inner.extend(cols.iter().map(|&i| self.inner[i].clone()));
                 let mut sel = vec!["quote(k)".to_string()];
@@ -278,11 +282,23 @@ pub fn page_read(
     limit: usize,
     negative_zero: bool,
 ) -> anyhow::Result<PageRead> {
+    page_read_within(table, after, None, limit, negative_zero)
+}
+
+/// [`page_read`] of the rows up to and including rowid `upto` (rowid tables; ignored for
+/// tables keyed by a primary key).
+pub fn page_read_within(
+    table: &Table,
+    after: Option<&[String]>,
+    upto: Option<i64>,
+    limit: usize,
+    negative_zero: bool,
+) -> anyhow::Result<PageRead> {
     let parts = Parts::new(table, negative_zero);
     let n = parts.inner.len();
     let all: Vec<usize> = (0..n).collect();
     let rowid = matches!(table.key, RowKey::Rowid { .. });
-    let one = parts.statement(table, after, limit, &all, false);
+    let one = parts.statement(table, after, upto, limit, &all, false);
     if n + usize::from(rowid) <= MAX_RESULT_COLUMNS && one.len() <= MAX_STATEMENT_BYTES {
         return Ok(PageRead {
             statements: vec![one],
@@ -295,7 +311,7 @@ pub fn page_read(
     let room = MAX_RESULT_COLUMNS.saturating_sub(key_width);
     // Greedy packing: a column joins the current group while the statement stays within
     // both limits (the statement's length is the empty statement's plus each column's).
-    let base = parts.statement(table, after, limit, &[], true).len();
+    let base = parts.statement(table, after, upto, limit, &[], true).len();
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut current: Vec<usize> = Vec::new();
     let mut bytes = base;
@@ -313,7 +329,7 @@ pub fn page_read(
     }
     let statements: Vec<String> = groups
         .iter()
-        .map(|g| parts.statement(table, after, limit, g, true))
+        .map(|g| parts.statement(table, after, upto, limit, g, true))
         .collect();
     if room == 0 || statements.iter().any(|s| s.len() > MAX_STATEMENT_BYTES) {
         anyhow::bail!(
@@ -406,7 +422,7 @@ pub fn page_query(
 ) -> String {
     let parts = Parts::new(table, negative_zero);
     let all: Vec<usize> = (0..parts.inner.len()).collect();
-    parts.statement(table, after, limit, &all, false)
+    parts.statement(table, after, None, limit, &all, false)
 }
 
 #[cfg(test)]

@@ -20,6 +20,15 @@ use super::schema::{Affinity, RowKey, Table};
 use crate::sqltext::{quote_ident, quote_str};
 
 /// Rewrite a literal produced by `quote()` (or the dumper's NUL-safe form) for the dump.
+/// A literal [`normalize_literal`] leaves as it is.
+fn is_plain_literal(lit: &str) -> bool {
+    match lit.as_bytes().first() {
+        Some(b'\'') => !lit.bytes().any(|b| b == b'\n' || b == b'\r'),
+        Some(b'I') | Some(b'-') => lit != "Inf" && lit != "-Inf",
+        _ => true,
+    }
+}
+
 pub fn normalize_literal(lit: &str) -> Cow<'_, str> {
     match lit {
         "Inf" => Cow::Borrowed("9e999"),
@@ -263,6 +272,26 @@ impl RowWriter {
                 self.cols_q.len()
             );
         }
+        if let Some(size) = self.plain_size(cells)
+            && size <= self.limit
+        {
+            // The common row: literals written as they came, one INSERT.
+            out.reserve(size + 1);
+            out.push_str(&self.insert_prefix);
+            for (i, c) in cells.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                if let Cell::Lit(v) = c {
+                    out.push_str(v);
+                }
+            }
+            out.push_str(");\n");
+            return Ok(RowOutcome {
+                statements: 1,
+                split: false,
+            });
+        }
         let lits: Vec<Cow<str>> = cells
             .iter()
             .map(|c| match c {
@@ -378,6 +407,19 @@ impl RowWriter {
                 .collect::<Vec<_>>()
                 .join(" AND ")),
         }
+    }
+
+    /// The INSERT's length when every cell is a literal written as it is (no value read
+    /// in pieces, nothing to normalize); `None` otherwise.
+    fn plain_size(&self, cells: &[Cell<'_>]) -> Option<usize> {
+        let mut size = self.insert_prefix.len() + cells.len().saturating_sub(1) + 3;
+        for c in cells {
+            match c {
+                Cell::Lit(v) if is_plain_literal(v) => size += v.len(),
+                _ => return None,
+            }
+        }
+        Some(size)
     }
 
     fn push_insert(&self, out: &mut String, lits: &[Cow<str>], deferred: &[(usize, Cow<Decoded>)]) {

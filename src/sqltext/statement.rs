@@ -21,6 +21,7 @@
 //! is refused. Once a trigger exists no more data statements are accepted, so a forged
 //! trigger cannot fire during the restore (dumps create triggers after their data).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -40,12 +41,14 @@ fn refuse<T>(why: impl Into<String>) -> Result<T, Refused> {
     Err(Refused(why.into()))
 }
 
+/// A token, borrowing from the statement (a quoted name is copied only when it holds a
+/// doubled quote): checking a statement allocates little more than its token list.
 #[derive(Debug, Clone, PartialEq)]
-enum Tok {
+enum Tok<'s> {
     /// A bare word (keyword or identifier), as written.
-    Word(String),
+    Word(&'s str),
     /// A quoted identifier, unquoted.
-    Quoted(String),
+    Quoted(Cow<'s, str>),
     Str,
     Blob,
     Num,
@@ -69,7 +72,7 @@ fn is_id(c: char) -> bool {
 }
 
 /// Splits one statement into tokens (comments and whitespace dropped).
-fn tokenize(sql: &str) -> Result<Vec<Tok>, Refused> {
+fn tokenize(sql: &str) -> Result<Vec<Tok<'_>>, Refused> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -91,15 +94,18 @@ fn tokenize(sql: &str) -> Result<Vec<Tok>, Refused> {
         } else if c == b'"' || c == b'`' {
             let n = quoted_len(rest, c as char)?;
             let q = c as char;
-            out.push(Tok::Quoted(
-                rest[1..n - 1].replace(&format!("{q}{q}"), &q.to_string()),
-            ));
+            let inner = &rest[1..n - 1];
+            out.push(Tok::Quoted(if inner.contains(q) {
+                Cow::Owned(inner.replace(&format!("{q}{q}"), &q.to_string()))
+            } else {
+                Cow::Borrowed(inner)
+            }));
             i += n;
         } else if c == b'[' {
             let n = rest
                 .find(']')
                 .ok_or_else(|| Refused("an unterminated [name]".into()))?;
-            out.push(Tok::Quoted(rest[1..n].to_string()));
+            out.push(Tok::Quoted(Cow::Borrowed(&rest[1..n])));
             i += n + 1;
         } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
         {
@@ -112,7 +118,7 @@ fn tokenize(sql: &str) -> Result<Vec<Tok>, Refused> {
             let ch = rest.chars().next().unwrap_or(' ');
             if is_id_start(ch) {
                 let n = rest.find(|c: char| !is_id(c)).unwrap_or(rest.len());
-                out.push(Tok::Word(rest[..n].to_string()));
+                out.push(Tok::Word(&rest[..n]));
                 i += n;
             } else {
                 out.push(Tok::Other);
@@ -124,15 +130,17 @@ fn tokenize(sql: &str) -> Result<Vec<Tok>, Refused> {
 }
 
 /// Length of a quoted token starting at `s[0] == q`, closing quote included (`qq` escapes).
+/// `q` is ASCII, so a byte search finds it (it never occurs inside a multi-byte character).
 fn quoted_len(s: &str, q: char) -> Result<usize, Refused> {
-    let mut it = s.char_indices().skip(1).peekable();
-    while let Some((i, c)) = it.next() {
-        if c == q {
-            if it.peek().is_some_and(|&(_, n)| n == q) {
-                it.next();
-            } else {
-                return Ok(i + c.len_utf8());
-            }
+    let b = s.as_bytes();
+    let q = q as u8;
+    let mut i = 1;
+    while let Some(p) = b[i..].iter().position(|&c| c == q) {
+        let at = i + p;
+        if b.get(at + 1) == Some(&q) {
+            i = at + 2;
+        } else {
+            return Ok(at + 1);
         }
     }
     refuse("an unterminated quoted token")
@@ -162,16 +170,16 @@ fn number_len(s: &str) -> usize {
 
 /// A cursor over one statement's tokens.
 struct Cursor<'a> {
-    toks: &'a [Tok],
+    toks: &'a [Tok<'a>],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn peek(&self) -> Option<&'a Tok> {
+    fn peek(&self) -> Option<&'a Tok<'a>> {
         self.toks.get(self.pos)
     }
 
-    fn next(&mut self) -> Option<&'a Tok> {
+    fn next(&mut self) -> Option<&'a Tok<'a>> {
         let t = self.toks.get(self.pos);
         self.pos += 1;
         t
@@ -217,7 +225,8 @@ impl<'a> Cursor<'a> {
     /// A name (bare or quoted), never qualified by a schema.
     fn name(&mut self) -> Result<String, Refused> {
         let n = match self.next() {
-            Some(Tok::Word(w) | Tok::Quoted(w)) => w.clone(),
+            Some(Tok::Word(w)) => w.to_string(),
+            Some(Tok::Quoted(w)) => w.to_string(),
             _ => return refuse("expected a name"),
         };
         if self.peek() == Some(&Tok::Op(".")) {

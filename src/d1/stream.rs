@@ -150,7 +150,7 @@ impl PageDecoder {
                 Lex::Str { key } => {
                     // Copy the plain run up to the next quote or backslash in one go.
                     let rest = &data[i..];
-                    match rest.iter().position(|&b| b == b'"' || b == b'\\') {
+                    match memchr::memchr2(b'"', b'\\', rest) {
                         None => {
                             self.scratch.extend_from_slice(rest);
                             i = data.len();

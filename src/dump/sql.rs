@@ -23,7 +23,7 @@ use crate::sqltext::{quote_ident, quote_str};
 /// A literal [`normalize_literal`] leaves as it is.
 fn is_plain_literal(lit: &str) -> bool {
     match lit.as_bytes().first() {
-        Some(b'\'') => !lit.bytes().any(|b| b == b'\n' || b == b'\r'),
+        Some(b'\'') => memchr::memchr2(b'\n', b'\r', lit.as_bytes()).is_none(),
         Some(b'I') | Some(b'-') => lit != "Inf" && lit != "-Inf",
         _ => true,
     }

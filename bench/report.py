@@ -80,8 +80,10 @@ def machine(root, args):
     commit = sh(["git", "rev-parse", "--short=12", "HEAD"], cwd=root)
     subject = sh(["git", "log", "-1", "--format=%s"], cwd=root)
     dirty = sh(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root)
-    changed = [line[3:] for line in dirty.splitlines() if line[3:] and not line[3:].startswith("bench/")
-               and line[3:] != "BENCHMARKS.md"]
+    # `sh` strips the output, so the first line may have lost the leading space of its
+    # status: take the path after the status field. Documentation cannot change a figure.
+    paths = [line.split(None, 1)[1] for line in dirty.splitlines() if len(line.split(None, 1)) == 2]
+    changed = [p for p in paths if not p.startswith("bench/") and not p.endswith(".md")]
     branch = sh(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=root)
     weed_v = ""
     if args.weed:

@@ -118,6 +118,20 @@ def fresh_tmp(out):
     return tmp
 
 
+def connect(tmp):
+    """A connection to the new database file, set up for a fast bulk load."""
+    c = sqlite3.connect(tmp, isolation_level=None)
+    c.executescript(
+        """
+        PRAGMA page_size=4096;
+        PRAGMA journal_mode=OFF;
+        PRAGMA synchronous=OFF;
+        PRAGMA cache_size=-262144;
+        """
+    )
+    return c
+
+
 def gen_ratings(out, target, seed):
     tmp = fresh_tmp(out)
     rnd = random.Random(seed)
@@ -126,13 +140,9 @@ def gen_ratings(out, target, seed):
                  "documentary", "thriller", "romance", "animation", "noir", "é-accent", "日本"]
     countries = ["US", "DE", "FR", "GB", "JP", "BR", "IN", "CA", "NL", "SE", "ES", "IT", None]
 
-    c = sqlite3.connect(tmp, isolation_level=None)
+    c = connect(tmp)
     c.executescript(
         """
-        PRAGMA page_size=4096;
-        PRAGMA journal_mode=OFF;
-        PRAGMA synchronous=OFF;
-        PRAGMA cache_size=-262144;
         CREATE TABLE users(
             id INTEGER PRIMARY KEY,
             handle TEXT NOT NULL UNIQUE,
@@ -233,13 +243,9 @@ def gen_small(out, n_rows, seed):
     first = datetime.date(2015, 1, 1)
     days = [(first + datetime.timedelta(days=d)).isoformat() for d in range(3652)]
     n_days = len(days)
-    c = sqlite3.connect(tmp, isolation_level=None)
+    c = connect(tmp)
     c.executescript(
         """
-        PRAGMA page_size=4096;
-        PRAGMA journal_mode=OFF;
-        PRAGMA synchronous=OFF;
-        PRAGMA cache_size=-262144;
         CREATE TABLE events(
             id INTEGER PRIMARY KEY,
             account_id INTEGER NOT NULL,

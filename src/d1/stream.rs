@@ -7,7 +7,7 @@
 //!
 //! * `result[s].results.rows[r][c]` — the cells of statement `s`: strings are SQL literals;
 //!   numbers are REALs (selected as values, because D1's `quote()` is not exact for them),
-//!   turned into their exact literal here ([`crate::sqltext::literal::real_literal`]);
+//!   turned into their exact literal here ([`crate::sqltext::literal::push_real_literal`]);
 //! * `result[s].results.columns[i]` — the column count;
 //! * `result[s].meta.rows_read` — the rows D1 read (and bills), summed;
 //! * `success` and `errors[i].code/message` — the envelope verdict.
@@ -101,6 +101,8 @@ pub struct PageDecoder {
     stack: Vec<Frame>,
     lex: Lex,
     scratch: Vec<u8>,
+    /// The literal of the last REAL cell (reused).
+    real: String,
     /// A pending high surrogate from `\uD8xx`.
     high_surrogate: Option<u32>,
     /// Column count of each statement's result.
@@ -132,6 +134,7 @@ impl PageDecoder {
             stack: Vec::new(),
             lex: Lex::Between,
             scratch: Vec::new(),
+            real: String::new(),
             high_surrogate: None,
             columns: Vec::new(),
             row_cells: 0,
@@ -441,7 +444,9 @@ impl PageDecoder {
             // The page exists: it was made when the row opened.
             let st = self.statement();
             if let Some(page) = self.out.pages.get_mut(st) {
-                page.push(s);
+                // Classified here, while the cell is hot: a page of plain literals is
+                // written by the dump without looking at its cells again.
+                page.push_cell(s, crate::sqltext::cell::is_plain(s));
             }
             self.row_cells += 1;
         } else if self.path_is(&[P::Column]) {
@@ -479,8 +484,12 @@ impl PageDecoder {
             let real = number
                 .filter(|f| f.is_finite())
                 .ok_or_else(|| format!("expected an SQL literal string or a REAL, got {text}"))?;
-            let literal = crate::sqltext::literal::real_literal(real);
-            self.page_mut().push(&literal);
+            let mut literal = std::mem::take(&mut self.real);
+            literal.clear();
+            crate::sqltext::literal::push_real_literal(&mut literal, real);
+            // Every form `push_real_literal` writes is a plain literal.
+            self.page_mut().push_cell(&literal, true);
+            self.real = literal;
             self.row_cells += 1;
         } else if self.path_is(&[P::Success]) {
             self.out.success = Some(text == "true");
@@ -654,6 +663,29 @@ mod tests {
         let page = &d.pages[0];
         for (r, v) in [0.1, 1e-300, -5e-324, 3.0].into_iter().enumerate() {
             assert_eq!(page.cell(r, 0), crate::sqltext::literal::real_literal(v));
+        }
+    }
+
+    /// The decoder tells the dump which pages hold only literals written as they are.
+    #[test]
+    fn plain_pages_are_marked() {
+        let page = |rows: &str| {
+            let body = format!(
+                r#"{{"result":[{{"results":{{"columns":["a","b"],"rows":{rows}}},"success":true}}],"success":true}}"#
+            );
+            decode_in_chunks(body.as_bytes(), 5)
+                .unwrap()
+                .pages
+                .remove(0)
+        };
+        assert!(page(r#"[["1","'x'"],[2.5,"X'00'"],["NULL","'it''s'"]]"#).all_plain());
+        for rows in [
+            r#"[["1","'a\nb'"]]"#,
+            r#"[["1","Inf"]]"#,
+            r#"[["1","~Ltext:300000"]]"#,
+            r#"[["1","1); DROP TABLE t; --"]]"#,
+        ] {
+            assert!(!page(rows).all_plain(), "{rows}");
         }
     }
 

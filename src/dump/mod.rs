@@ -449,7 +449,12 @@ async fn dump_rows(
         let width = writer.width() + usize::from(rowid_key && !explicit);
         page.check(width)
             .map_err(|e| anyhow!("table {:?}: {e}", table.name))?;
-        check_literals(&table, &page, rowid_key && !explicit)?;
+        // Cells the decoder found plain are literals written as they are: such a page is
+        // neither checked again nor looked at cell by cell.
+        let plain = page.all_plain();
+        if !plain {
+            check_literals(&table, &page, rowid_key && !explicit)?;
+        }
         crate::util::log::debug(format!(
             "table {:?}: page of {} rows ({} bytes) at limit {used_limit}",
             table.name,
@@ -469,30 +474,34 @@ async fn dump_rows(
             } else {
                 (None, &texts[..])
             };
-            cells.clear();
-            cells.extend(values.iter().map(|v| Cell::Lit(v)));
-            let long: Vec<(usize, LongValue)> = values
-                .iter()
-                .enumerate()
-                .filter_map(|(i, v)| parse_long_marker(v).map(|lv| (i, lv)))
-                .collect();
-            if !long.is_empty() {
-                fetch_long_values(
-                    source.as_ref(),
-                    &table,
-                    &writer,
-                    key,
-                    &mut cells,
-                    &long,
-                    explicit,
-                    &policy,
-                    stats,
-                )
-                .await?;
+            if plain && writer.write_plain(&mut out.buf, values) {
+                stats.statements += 1;
+            } else {
+                cells.clear();
+                cells.extend(values.iter().map(|v| Cell::Lit(v)));
+                let long: Vec<(usize, LongValue)> = values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| parse_long_marker(v).map(|lv| (i, lv)))
+                    .collect();
+                if !long.is_empty() {
+                    fetch_long_values(
+                        source.as_ref(),
+                        &table,
+                        &writer,
+                        key,
+                        &mut cells,
+                        &long,
+                        explicit,
+                        &policy,
+                        stats,
+                    )
+                    .await?;
+                }
+                let outcome = writer.write(&mut out.buf, key, &cells)?;
+                stats.statements += outcome.statements as u64;
+                stats.split_rows += u64::from(outcome.split);
             }
-            let outcome = writer.write(&mut out.buf, key, &cells)?;
-            stats.statements += outcome.statements as u64;
-            stats.split_rows += u64::from(outcome.split);
             count += 1;
             progress.add_rows(1);
             // Hand SQL on as it is made: a page turns into several times its size in SQL.

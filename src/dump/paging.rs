@@ -11,6 +11,7 @@
 
 use super::schema::{RowKey, Table};
 use crate::rows::Page;
+use crate::sqltext::cell::is_plain;
 use crate::sqltext::{MAX_STATEMENT_BYTES, quote_ident};
 
 /// Byte-targeted page sizing.
@@ -61,7 +62,7 @@ impl PagePolicy {
 
 /// The select expression of one value: an exact SQL literal, or for a REAL the value
 /// itself (D1's `quote()` prints some REALs inexactly, while its JSON numbers are exact; the
-/// decoder turns them into [`crate::sqltext::literal::real_literal`]). With `negative_zero` (the
+/// decoder turns them into [`crate::sqltext::literal::push_real_literal`]). With `negative_zero` (the
 /// server has SQLite's math functions), `-0.0` keeps its sign, which JSON drops.
 fn literal_expr(col: &str, negative_zero: bool) -> String {
     let negzero = if negative_zero {
@@ -403,10 +404,11 @@ impl PageRead {
                 }
             }
             if rowid {
-                joined.push(pages[0].cell(r, 0));
+                let key = pages[0].cell(r, 0);
+                joined.push_cell(key, is_plain(key));
             }
             for c in &cells {
-                joined.push(c);
+                joined.push_cell(c, is_plain(c));
             }
         }
         Ok(joined)

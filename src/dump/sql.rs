@@ -17,18 +17,10 @@ use std::fmt::Write as _;
 use anyhow::{Result, bail};
 
 use super::schema::{Affinity, RowKey, Table};
+use crate::sqltext::cell::written_as_is;
 use crate::sqltext::{quote_ident, quote_str};
 
 /// Rewrite a literal produced by `quote()` (or the dumper's NUL-safe form) for the dump.
-/// A literal [`normalize_literal`] leaves as it is.
-fn is_plain_literal(lit: &str) -> bool {
-    match lit.as_bytes().first() {
-        Some(b'\'') => memchr::memchr2(b'\n', b'\r', lit.as_bytes()).is_none(),
-        Some(b'I') | Some(b'-') => lit != "Inf" && lit != "-Inf",
-        _ => true,
-    }
-}
-
 pub fn normalize_literal(lit: &str) -> Cow<'_, str> {
     match lit {
         "Inf" => Cow::Borrowed("9e999"),
@@ -276,17 +268,14 @@ impl RowWriter {
             && size <= self.limit
         {
             // The common row: literals written as they came, one INSERT.
-            out.reserve(size + 1);
-            out.push_str(&self.insert_prefix);
-            for (i, c) in cells.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                if let Cell::Lit(v) = c {
-                    out.push_str(v);
-                }
-            }
-            out.push_str(");\n");
+            self.push_plain(
+                out,
+                size,
+                cells.iter().map(|c| match c {
+                    Cell::Lit(v) => *v,
+                    Cell::Raw(_) => "",
+                }),
+            );
             return Ok(RowOutcome {
                 statements: 1,
                 split: false,
@@ -368,6 +357,34 @@ impl RowWriter {
         })
     }
 
+    /// Write a row whose values the caller knows are literals written as they are
+    /// ([`written_as_is`]) as one INSERT. `false`, and nothing written, when the row needs
+    /// [`RowWriter::write`]: it is longer than the statement limit.
+    pub fn write_plain(&self, out: &mut String, values: &[&str]) -> bool {
+        let size = self.insert_prefix.len()
+            + values.len().saturating_sub(1)
+            + 3
+            + values.iter().map(|v| v.len()).sum::<usize>();
+        if values.len() != self.cols_q.len() || size > self.limit {
+            return false;
+        }
+        self.push_plain(out, size, values.iter().copied());
+        true
+    }
+
+    /// `INSERT INTO t(…) VALUES(v1,v2,…);` of `size` bytes.
+    fn push_plain<'v>(&self, out: &mut String, size: usize, values: impl Iterator<Item = &'v str>) {
+        out.reserve(size + 1);
+        out.push_str(&self.insert_prefix);
+        for (i, v) in values.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(v);
+        }
+        out.push_str(");\n");
+    }
+
     /// The `WHERE` condition that finds a row again (for reading its long values).
     pub fn row_predicate(&self, key: Option<&str>, cells: &[Cell<'_>]) -> Result<String> {
         let lits: Vec<Cow<str>> = cells
@@ -415,7 +432,7 @@ impl RowWriter {
         let mut size = self.insert_prefix.len() + cells.len().saturating_sub(1) + 3;
         for c in cells {
             match c {
-                Cell::Lit(v) if is_plain_literal(v) => size += v.len(),
+                Cell::Lit(v) if written_as_is(v) => size += v.len(),
                 _ => return None,
             }
         }

@@ -16,7 +16,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 const BLOCK: usize = 192 * 1024;
 
 /// Rows of literal cells.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Page {
     width: usize,
     /// Blocks of cell text; a cell never spans two blocks.
@@ -26,7 +26,24 @@ pub struct Page {
     /// End offset of each cell within its block, row-major (4 bytes per cell).
     ends: Vec<u32>,
     bytes: usize,
+    /// Cells not known to be literals written into a dump as they are (see
+    /// [`Page::push_cell`]); 0 lets the dump write every row without looking at a cell.
+    not_plain: usize,
 }
+
+/// Pages are equal when they hold the same cells the same way; whether a pusher classified
+/// them (`not_plain`) is not part of the content.
+impl PartialEq for Page {
+    fn eq(&self, other: &Page) -> bool {
+        self.width == other.width
+            && self.blocks == other.blocks
+            && self.block_first == other.block_first
+            && self.ends == other.ends
+            && self.bytes == other.bytes
+    }
+}
+
+impl Eq for Page {}
 
 impl Page {
     pub fn new(width: usize) -> Page {
@@ -36,8 +53,15 @@ impl Page {
         }
     }
 
-    /// Append one cell; rows fill left to right.
+    /// Append one cell; rows fill left to right. The cell counts as not plain.
     pub fn push(&mut self, cell: &str) {
+        self.push_cell(cell, false);
+    }
+
+    /// Append one cell; `plain` says the caller checked it is one SQL literal that a dump
+    /// writes exactly as it is (`sqltext::cell::is_plain`).
+    pub fn push_cell(&mut self, cell: &str, plain: bool) {
+        self.not_plain += usize::from(!plain);
         let fits = self
             .blocks
             .last()
@@ -64,6 +88,11 @@ impl Page {
 
     pub fn set_width(&mut self, width: usize) {
         self.width = width;
+    }
+
+    /// Whether every cell was pushed as plain.
+    pub fn all_plain(&self) -> bool {
+        self.not_plain == 0
     }
 
     /// Number of cells pushed.

@@ -107,11 +107,19 @@ pub fn run_page(conn: &Connection, sql: &str, cells_hint: usize) -> anyhow::Resu
     let mut page = Page::new(n);
     page.reserve_cells(cells_hint);
     let mut q = stmt.query([])?;
+    let mut real = String::new();
     while let Some(row) = q.next()? {
         for i in 0..n {
             match row.get_ref(i)? {
-                ValueRef::Text(t) => page.push(std::str::from_utf8(t)?),
-                ValueRef::Real(f) => page.push(&crate::sqltext::literal::real_literal(f)),
+                ValueRef::Text(t) => {
+                    let cell = std::str::from_utf8(t)?;
+                    page.push_cell(cell, crate::sqltext::cell::is_plain(cell));
+                }
+                ValueRef::Real(f) => {
+                    real.clear();
+                    crate::sqltext::literal::push_real_literal(&mut real, f);
+                    page.push_cell(&real, true);
+                }
                 other => anyhow::bail!("expected an SQL literal, got {:?}", other.data_type()),
             }
         }

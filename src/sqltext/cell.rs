@@ -1,7 +1,7 @@
 //! The grammar a cell must match before it goes into a dump: one SQLite literal, nothing else.
 //!
 //! Cells arrive from the source as SQL text (`quote()` output, or the exact REAL form of
-//! [`super::literal::real_literal`]) and are written into the dump as they are. A hostile or
+//! [`super::literal::push_real_literal`]) and are written into the dump as they are. A hostile or
 //! broken server could answer `1); DROP TABLE t; --` instead of a literal and have every later
 //! restore run it, so every cell is checked against the forms a literal can take here:
 //!
@@ -13,7 +13,9 @@
 //! * `X'…'` with an even number of hex digits, alone or as `CAST(X'…' AS TEXT)` (TEXT that
 //!   holds NUL bytes).
 //!
-//! The check is one pass over the bytes, without allocation.
+//! The check is one pass over the bytes, without allocation. [`is_plain`] answers the
+//! question the dump's hot path asks of every cell at once: is it a literal that is written
+//! into the dump exactly as it came?
 
 use std::fmt;
 
@@ -46,6 +48,27 @@ pub fn check_cell(cell: &str) -> Result<(), NotALiteral> {
         Some(b'I') | Some(b'-') if cell == "Inf" || cell == "-Inf" => Ok(()),
         Some(b'-' | b'0'..=b'9' | b'.') => check_number(b),
         Some(_) => Err(NotALiteral("not a literal")),
+    }
+}
+
+/// Whether a literal is written into a dump as it is: everything but TEXT holding CR or LF
+/// (written through `replace(…)` to stay on one line) and `Inf`/`-Inf` (written `9e999`).
+/// Only meaningful for a cell [`check_cell`] accepts.
+pub fn written_as_is(lit: &str) -> bool {
+    match lit.as_bytes().first() {
+        Some(b'\'') => memchr::memchr2(b'\n', b'\r', lit.as_bytes()).is_none(),
+        Some(b'I') | Some(b'-') => lit != "Inf" && lit != "-Inf",
+        _ => true,
+    }
+}
+
+/// `check_cell(cell).is_ok() && written_as_is(cell)`, with the common forms (a quoted
+/// string without inner quotes or line breaks, a run of digits) decided by one byte search.
+pub fn is_plain(cell: &str) -> bool {
+    match cell.as_bytes() {
+        [b'\'', inner @ .., b'\''] if memchr::memchr3(b'\'', b'\n', b'\r', inner).is_none() => true,
+        digits @ [b'0'..=b'9', ..] if digits.iter().all(u8::is_ascii_digit) => true,
+        _ => check_cell(cell).is_ok() && written_as_is(cell),
     }
 }
 
@@ -225,6 +248,44 @@ mod tests {
         ];
         for c in bad {
             assert!(check_cell(c).is_err(), "{c:?} passed");
+        }
+    }
+
+    #[test]
+    fn plain_is_a_literal_written_as_it_is() {
+        let cases = [
+            ("NULL", true),
+            ("0", true),
+            ("007", true),
+            ("-12", true),
+            ("2.75", true),
+            ("3602879701896397.0/(1<<55)", true),
+            ("''", true),
+            ("'abc'", true),
+            ("'it''s'", true),
+            ("X'00ff'", true),
+            ("CAST(X'610062' AS TEXT)", true),
+            ("9e999", true),
+            ("'line\nbreak'", false),
+            ("'cr\r'", false),
+            ("'it''s\n'", false),
+            ("Inf", false),
+            ("-Inf", false),
+            ("'", false),
+            ("'a'b'", false),
+            ("'a'); DROP TABLE t; --'", false),
+            ("1 ", false),
+            ("12a", false),
+            ("~Ltext:300000", false),
+            ("", false),
+        ];
+        for (cell, plain) in cases {
+            assert_eq!(is_plain(cell), plain, "{cell:?}");
+            assert_eq!(
+                is_plain(cell),
+                check_cell(cell).is_ok() && written_as_is(cell),
+                "{cell:?}"
+            );
         }
     }
 

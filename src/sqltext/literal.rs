@@ -26,33 +26,58 @@ const MAX_SHIFT: i32 = 62;
 const MAX_DIGITS: u32 = 17;
 
 /// The exact SQL literal of a REAL.
+#[cfg(test)]
 pub fn real_literal(v: f64) -> String {
+    let mut out = String::new();
+    push_real_literal(&mut out, v);
+    out
+}
+
+/// Append the exact SQL literal of a REAL to `out` (no allocation beyond `out`'s growth).
+pub fn push_real_literal(out: &mut String, v: f64) {
     if v.is_nan() {
         // SQLite never stores NaN (it becomes NULL); nothing reads one back as a REAL.
-        return "NULL".to_string();
+        return out.push_str("NULL");
     }
     if v.is_infinite() {
-        return if v > 0.0 { "9e999" } else { "-9e999" }.to_string();
+        return out.push_str(if v > 0.0 { "9e999" } else { "-9e999" });
     }
     if v == 0.0 {
-        return if v.is_sign_negative() { "-0.0" } else { "0.0" }.to_string();
+        return out.push_str(if v.is_sign_negative() { "-0.0" } else { "0.0" });
     }
     let (mantissa, exp) = decompose(v);
-    if let Some(d) = exact_decimal(mantissa, exp) {
-        return d;
+    if push_exact_decimal(out, mantissa, exp) {
+        return;
     }
-    let mut out = format!("{mantissa}.0");
-    let op = if exp > 0 { '*' } else { '/' };
+    if mantissa < 0 {
+        out.push('-');
+    }
+    push_digits(out, mantissa.unsigned_abs(), 0);
+    out.push_str(".0");
+    let op = if exp > 0 { "*(1<<" } else { "/(1<<" };
     let mut left = exp.abs();
     while left > 0 {
         let step = left.min(MAX_SHIFT);
-        out.push(op);
-        out.push_str("(1<<");
-        out.push_str(&step.to_string());
+        out.push_str(op);
+        push_digits(out, step as u64, 0);
         out.push(')');
         left -= step;
     }
-    out
+}
+
+/// Append the decimal digits of `n`, left-padded with zeros to at least `width` (≤ 32)
+/// digits.
+fn push_digits(out: &mut String, mut n: u64, width: usize) {
+    // u64::MAX has 20 digits; a fraction is padded to at most 24.
+    let mut buf = [b'0'; 32];
+    let mut at = buf.len();
+    while n > 0 {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let at = at.min(buf.len() - width.clamp(1, buf.len()));
+    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or("0"));
 }
 
 /// `v` = `mantissa` × 2^`exp`, with `mantissa` odd (signed) and below 2^53 in magnitude.
@@ -73,36 +98,41 @@ fn decompose(v: f64) -> (i64, i32) {
     (if negative { -m } else { m }, e)
 }
 
-/// The exact decimal expansion of `mantissa` × 2^`exp`, when it is short.
-fn exact_decimal(mantissa: i64, exp: i32) -> Option<String> {
+/// Append the exact decimal expansion of `mantissa` × 2^`exp` when it is short; `false`
+/// (and nothing appended) otherwise.
+fn push_exact_decimal(out: &mut String, mantissa: i64, exp: i32) -> bool {
     let sign = if mantissa < 0 { "-" } else { "" };
-    let m = u128::from(mantissa.unsigned_abs());
+    let m = mantissa.unsigned_abs();
     if exp >= 0 {
         // An integer: short enough when below 2^53 (every bigger one has more digits than
         // are safe to spell out in some parsers).
-        let n = m.checked_shl(exp as u32)?;
-        return (n < 1u128 << 53).then(|| format!("{sign}{n}.0"));
+        if exp >= 53 || m >> (53 - exp) != 0 {
+            return false;
+        }
+        out.push_str(sign);
+        push_digits(out, m << exp, 0);
+        out.push_str(".0");
+        return true;
     }
     // m / 2^k = m·5^k / 10^k, exactly.
     let k = (-exp) as u32;
-    let digits = m.checked_mul(5u128.checked_pow(k)?)?;
-    if digits >= 10u128.pow(MAX_DIGITS) {
-        return None;
-    }
-    let text = digits.to_string();
-    let k = k as usize;
-    let (int, frac) = if text.len() > k {
-        (
-            text[..text.len() - k].to_string(),
-            text[text.len() - k..].to_string(),
-        )
-    } else {
-        (
-            "0".to_string(),
-            format!("{}{text}", "0".repeat(k - text.len())),
-        )
+    let Some(digits) = 5u64
+        .checked_pow(k)
+        .and_then(|p| m.checked_mul(p))
+        .filter(|d| *d < 10u64.pow(MAX_DIGITS))
+    else {
+        return false;
     };
-    Some(format!("{sign}{int}.{frac}"))
+    // 5^k ≤ m·5^k < 10^17, so k ≤ 24; past 19 digits of fraction the integer part is 0.
+    let (int, frac) = match 10u64.checked_pow(k) {
+        Some(scale) => (digits / scale, digits % scale),
+        None => (0, digits),
+    };
+    out.push_str(sign);
+    push_digits(out, int, 1);
+    out.push('.');
+    push_digits(out, frac, k as usize);
+    true
 }
 
 #[cfg(test)]
@@ -134,6 +164,11 @@ mod tests {
                 "1.0/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<62)/(1<<20)",
             ),
             (0.000030517578125, "0.000030517578125"),
+            // The longest exact fraction: 24 digits.
+            (1.0 / (1u64 << 24) as f64, "0.000000059604644775390625"),
+            // An integer mantissa shifted past 64 bits.
+            (5.722180868973821e22, "6821371160714413.0*(1<<23)"),
+            (-4503599627370497.0, "-4503599627370497.0"),
         ];
         for (v, want) in cases {
             assert_eq!(real_literal(*v), *want, "{v:e}");

@@ -303,7 +303,7 @@ async fn backup_one(
     };
     let mut one = OneBackup::written(&manifest, &opened.bucket);
     if cfg.verify {
-        crate::cli::release_free_memory();
+        crate::util::heap::release_free_memory();
         let checked = {
             let _g = log::Group::new(format!("Verify {}", manifest.key));
             verify::verify(Arc::clone(store), &manifest, cfg.identities.clone()).await

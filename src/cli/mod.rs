@@ -60,18 +60,6 @@ fn tune_allocator() {
     }
 }
 
-/// Give the heap's free memory back to the system between the stages of one backup. The
-/// dump leaves its recycled page and SQL blocks free in the allocator's per-thread arenas;
-/// without this, verification (whose SQLite and download buffers land in other arenas)
-/// peaks on top of them instead of in their place.
-pub(crate) fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of the heap to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Entry point used by `main`.
 pub fn main_entry() -> ExitCode {
     tune_allocator();

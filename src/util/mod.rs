@@ -1,7 +1,9 @@
 //! Utilities every layer may use: logging ([`log`]), the secret registry and redaction
 //! ([`secrets`]), workflow commands ([`workflow`]), progress reporting ([`progress`]), private
-//! scratch files ([`scratch`]), and the two ways a stage stops without being the cause.
+//! scratch files ([`scratch`]), the heap between stages ([`heap`]), and the two ways a stage
+//! stops without being the cause.
 
+pub(crate) mod heap;
 pub(crate) mod log;
 pub mod progress;
 pub(crate) mod scratch;
